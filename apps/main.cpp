@@ -1,0 +1,50 @@
+// flashcore: one executable, one subcommand per job. Errors become one line on stderr and exit 1.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "apps/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"FlashCore: LLaMA-family inference on NVIDIA GPUs (and a CPU reference path)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "flashcore 0.1.0");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+
+  std::map<CLI::App*, fc::cli::Runner> runners;
+  auto add = [&](const char* name, const char* description, auto add_command) {
+    CLI::App* sub = app.add_subcommand(name, description);
+    runners[sub] = add_command(*sub);
+  };
+  add("validate", "Compare logits with a Hugging Face reference file", fc::cli::add_validate_command);
+  add("tokenize", "Encode text to token ids, or decode ids to text", fc::cli::add_tokenize_command);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("[%^%l%$] %v");
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const fc::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of host memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

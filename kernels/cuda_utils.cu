@@ -1,0 +1,57 @@
+#include "core/error.h"
+#include "kernels/cuda_utils.cuh"
+
+namespace fc {
+
+void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
+  fail("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(status), cudaGetErrorString(status), call, file,
+       line);
+}
+
+void throw_cublas_error(cublasStatus_t status, const char* call, const char* file, int line) {
+  fail("cuBLAS error {} ({}) in {} at {}:{}", cublasGetStatusName(status), cublasGetStatusString(status), call,
+       file, line);
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes, const char* what) : bytes_(bytes) {
+  if (bytes == 0) return;
+  const cudaError_t status = cudaMalloc(&ptr_, bytes);
+  if (status == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();  // clear the sticky-free error state
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    ptr_ = nullptr;
+    bytes_ = 0;
+    fail("out of GPU memory: {} needs {:.2f} GiB, {:.2f} GiB free of {:.2f} GiB", what, bytes / 1073741824.0,
+         free_bytes / 1073741824.0, total_bytes / 1073741824.0);
+  }
+  if (status != cudaSuccess) {
+    ptr_ = nullptr;
+    bytes_ = 0;
+    throw_cuda_error(status, "cudaMalloc", __FILE__, __LINE__);
+  }
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace fc

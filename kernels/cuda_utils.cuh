@@ -1,0 +1,71 @@
+// The one checking macro behind every CUDA / cuBLAS / cuBLASLt call, and the RAII owner of device memory
+// (the only place that calls cudaMalloc / cudaFree).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace fc {
+
+using bf16 = __nv_bfloat16;
+
+// Throw fc::Error "CUDA error <name> (<text>) in <call> at file:line".
+[[noreturn]] void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line);
+[[noreturn]] void throw_cublas_error(cublasStatus_t status, const char* call, const char* file, int line);
+
+#define CUDA_CHECK(call)                                                                 \
+  do {                                                                                   \
+    const cudaError_t fc_status_ = (call);                                               \
+    if (fc_status_ != cudaSuccess) ::fc::throw_cuda_error(fc_status_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+#define CUBLAS_CHECK(call)                                                                   \
+  do {                                                                                       \
+    const cublasStatus_t fc_status_ = (call);                                                \
+    if (fc_status_ != CUBLAS_STATUS_SUCCESS) ::fc::throw_cublas_error(fc_status_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+// After every kernel launch: launch-configuration errors now; with FC_DEBUG_SYNC defined, also the
+// kernel's own faults (synchronizes, so debug builds only; launchers never synchronize otherwise).
+#ifdef FC_DEBUG_SYNC
+#define CUDA_CHECK_LAUNCH()                      \
+  do {                                           \
+    CUDA_CHECK(cudaGetLastError());              \
+    CUDA_CHECK(cudaDeviceSynchronize());         \
+  } while (0)
+#else
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+#endif
+
+// Owns `bytes` of device memory. Out of memory is an fc::Error saying what was asked, what is free and
+// what the allocation was for.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes, const char* what = "buffer");
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* get() const { return ptr_; }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Number of CUDA devices, 0 when there is no driver or no GPU (never throws).
+int cuda_device_count();
+
+}  // namespace fc
