@@ -1,0 +1,49 @@
+// A backend runs the LLaMA forward for a batch of sequences: CPU reference (fp32) or CUDA (bf16).
+// Prefill and decode are the same call with different shapes.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "model/config.h"
+#include "model/llama_weights.h"
+
+namespace fc {
+
+enum class DeviceKind { Cpu, Cuda };
+
+struct BackendOptions {
+  int kv_block_size = 16;
+  int max_context = 0;     // tokens per sequence; 0 = the model's max_position_embeddings
+  int kv_blocks = 0;       // KV pool size in blocks; 0 = enough for max_sequences full contexts
+  int max_sequences = 1;
+  int max_batch_tokens = 0;  // tokens in one forward call (prefill chunk); 0 = max_context
+};
+
+// New tokens of each sequence in one forward call. Sequence s appends n_tokens[s] tokens (taken in
+// order from `tokens`) after the ones already in its KV cache.
+struct ForwardBatch {
+  std::vector<int> seq_ids;
+  std::vector<int> n_tokens;
+  std::vector<int32_t> tokens;
+  bool all_logits = false;  // logits for every new token (validate); else for each sequence's last one
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const Config& config() const = 0;
+  virtual KVCacheManager& kv_cache() = 0;
+  virtual DeviceKind device() const = 0;
+  // Writes logits (rows, vocab) into `logits` (resized), rows in batch order.
+  virtual void forward(const ForwardBatch& batch, std::vector<float>& logits) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);
+// Throws fc::Error when the build has no CUDA or no GPU is present.
+std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const BackendOptions& options);
+std::unique_ptr<Backend> make_backend(DeviceKind device, const Checkpoint& checkpoint, const BackendOptions& options);
+
+}  // namespace fc

@@ -1,0 +1,11 @@
+// Builds without CUDA get a clear refusal instead of a CUDA backend.
+#include "core/error.h"
+#include "engine/backend.h"
+
+namespace fc {
+
+std::unique_ptr<Backend> make_cuda_backend(const Checkpoint&, const BackendOptions&) {
+  fail("--device cuda: this flashcore was built without CUDA (nvcc was not found at configure time)");
+}
+
+}  // namespace fc

@@ -1,0 +1,203 @@
+#include "model/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+
+namespace fc {
+
+namespace {
+
+using json = nlohmann::json;
+
+const json* find_field(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+int positive_int(const json& object, const char* key, const std::string& source, bool required = true,
+                 int fallback = 0) {
+  const json* value = find_field(object, key);
+  if (value == nullptr) {
+    if (required) fail("{}: missing field '{}'", source, key);
+    return fallback;
+  }
+  if (!value->is_number_integer()) fail("{}: field '{}' must be an integer, got {}", source, key, value->dump());
+  const long long v = value->get<long long>();
+  if (v <= 0 || v > (1LL << 30)) fail("{}: field '{}' must be a positive integer, got {}", source, key, v);
+  return static_cast<int>(v);
+}
+
+float number(const json& object, const char* key, const std::string& source, float fallback) {
+  const json* value = find_field(object, key);
+  if (value == nullptr) return fallback;
+  if (!value->is_number()) fail("{}: field '{}' must be a number, got {}", source, key, value->dump());
+  return value->get<float>();
+}
+
+std::vector<int> token_id_list(const json& object, const char* key, const std::string& source) {
+  const json* value = find_field(object, key);
+  std::vector<int> ids;
+  if (value == nullptr) return ids;
+  auto add = [&](const json& v) {
+    if (!v.is_number_integer() || v.get<long long>() < 0) {
+      fail("{}: field '{}' must hold non-negative token ids, got {}", source, key, v.dump());
+    }
+    ids.push_back(v.get<int>());
+  };
+  if (value->is_array()) {
+    for (const auto& v : *value) add(v);
+  } else {
+    add(*value);
+  }
+  return ids;
+}
+
+std::optional<int> optional_token_id(const json& object, const char* key, const std::string& source) {
+  const json* value = find_field(object, key);
+  if (value == nullptr) return std::nullopt;
+  if (!value->is_number_integer() || value->get<long long>() < 0) {
+    fail("{}: field '{}' must be a non-negative token id, got {}", source, key, value->dump());
+  }
+  return value->get<int>();
+}
+
+json parse_json_file(const std::string& path) {
+  const std::string text = read_text_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail("{}: not valid JSON ({})", path, e.what());
+  }
+}
+
+// rope_scaling (hub format) or rope_parameters (transformers >= 5): null/default = plain RoPE,
+// llama3 = Llama 3.x frequency scaling; anything else is refused by name.
+void parse_rope(const json& object, const std::string& source, Config& config) {
+  const json* params = find_field(object, "rope_scaling");
+  if (params == nullptr) params = find_field(object, "rope_parameters");
+  if (params == nullptr) return;
+  if (!params->is_object()) fail("{}: rope_scaling must be an object or null, got {}", source, params->dump());
+  if (const json* theta = find_field(*params, "rope_theta")) {
+    if (find_field(object, "rope_theta") == nullptr) config.rope_theta = theta->get<float>();
+  }
+  std::string type;
+  if (const json* t = find_field(*params, "rope_type")) type = t->is_string() ? t->get<std::string>() : "";
+  else if (const json* t2 = find_field(*params, "type")) type = t2->is_string() ? t2->get<std::string>() : "";
+  if (type.empty() || type == "default") return;
+  if (type != "llama3") {
+    fail("{}: rope_scaling type '{}' is not supported (FlashCore implements: default, llama3)", source, type);
+  }
+  Llama3RopeScaling s;
+  const std::string where = source + " rope_scaling";
+  s.factor = number(*params, "factor", where, 0.f);
+  s.low_freq_factor = number(*params, "low_freq_factor", where, 0.f);
+  s.high_freq_factor = number(*params, "high_freq_factor", where, 0.f);
+  s.original_max_position_embeddings = positive_int(*params, "original_max_position_embeddings", where);
+  if (!(s.factor > 0) || !(s.low_freq_factor > 0) || !(s.high_freq_factor > s.low_freq_factor)) {
+    fail("{}: llama3 rope_scaling needs factor > 0 and high_freq_factor > low_freq_factor > 0, got {}", source,
+         params->dump());
+  }
+  config.rope_llama3 = s;
+}
+
+}  // namespace
+
+long long Config::parameter_count() const {
+  const long long h = hidden_size;
+  const long long per_layer = h * (q_dim() + 2LL * kv_dim()) + static_cast<long long>(q_dim()) * h +
+                              3LL * h * intermediate_size + 2 * h;
+  return static_cast<long long>(vocab_size) * h * (tie_word_embeddings ? 1 : 2) + num_layers * per_layer + h;
+}
+
+Config parse_config(const json& object, const std::string& source) {
+  if (!object.is_object()) fail("{}: expected a JSON object", source);
+  if (const json* type = find_field(object, "model_type")) {
+    if (!type->is_string() || type->get<std::string>() != "llama") {
+      fail("{}: model_type {} is not supported (FlashCore runs model_type \"llama\")", source, type->dump());
+    }
+  }
+  if (const json* archs = find_field(object, "architectures")) {
+    bool llama = false;
+    if (archs->is_array()) {
+      for (const auto& a : *archs) llama = llama || (a.is_string() && a.get<std::string>() == "LlamaForCausalLM");
+    }
+    if (!llama) fail("{}: architectures {} is not supported (expected LlamaForCausalLM)", source, archs->dump());
+  }
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    if (const json* bias = find_field(object, key)) {
+      if (bias->is_boolean() && bias->get<bool>()) fail("{}: {}=true is not supported", source, key);
+    }
+  }
+  if (const json* act = find_field(object, "hidden_act")) {
+    if (!act->is_string() || act->get<std::string>() != "silu") {
+      fail("{}: hidden_act {} is not supported (expected \"silu\")", source, act->dump());
+    }
+  }
+
+  Config c;
+  c.hidden_size = positive_int(object, "hidden_size", source);
+  c.intermediate_size = positive_int(object, "intermediate_size", source);
+  c.num_layers = positive_int(object, "num_hidden_layers", source);
+  c.num_heads = positive_int(object, "num_attention_heads", source);
+  c.num_kv_heads = positive_int(object, "num_key_value_heads", source, false, c.num_heads);
+  c.vocab_size = positive_int(object, "vocab_size", source);
+  c.max_position_embeddings = positive_int(object, "max_position_embeddings", source, false, 2048);
+  if (c.num_heads % c.num_kv_heads != 0) {
+    fail("{}: num_attention_heads ({}) is not divisible by num_key_value_heads ({})", source, c.num_heads,
+         c.num_kv_heads);
+  }
+  if (find_field(object, "head_dim") != nullptr) {
+    c.head_dim = positive_int(object, "head_dim", source);
+  } else {
+    if (c.hidden_size % c.num_heads != 0) {
+      fail("{}: hidden_size ({}) is not divisible by num_attention_heads ({}) and no head_dim is given", source,
+           c.hidden_size, c.num_heads);
+    }
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0) fail("{}: head_dim ({}) must be even for rotary embeddings", source, c.head_dim);
+  c.rms_norm_eps = number(object, "rms_norm_eps", source, 1e-6f);
+  if (!(c.rms_norm_eps > 0)) fail("{}: rms_norm_eps must be positive", source);
+  c.rope_theta = number(object, "rope_theta", source, 10000.f);
+  parse_rope(object, source, c);
+  if (!(c.rope_theta > 0)) fail("{}: rope_theta must be positive", source);
+  if (const json* tie = find_field(object, "tie_word_embeddings")) {
+    if (!tie->is_boolean()) fail("{}: tie_word_embeddings must be true or false", source);
+    c.tie_word_embeddings = tie->get<bool>();
+  }
+  c.bos_token_id = optional_token_id(object, "bos_token_id", source);
+  c.eos_token_ids = token_id_list(object, "eos_token_id", source);
+  if (const json* dtype = find_field(object, "torch_dtype")) c.torch_dtype = dtype->is_string() ? dtype->get<std::string>() : "";
+  else if (const json* dtype2 = find_field(object, "dtype")) c.torch_dtype = dtype2->is_string() ? dtype2->get<std::string>() : "";
+  return c;
+}
+
+Config load_config(const std::string& model_dir) {
+  const std::string path = join_path(model_dir, "config.json");
+  if (!file_exists(path)) fail("{}: missing (is '{}' a Hugging Face model directory?)", path, model_dir);
+  return parse_config(parse_json_file(path), path);
+}
+
+GenerationConfig load_generation_config(const std::string& model_dir) {
+  GenerationConfig g;
+  const std::string path = join_path(model_dir, "generation_config.json");
+  if (!file_exists(path)) return g;
+  const json object = parse_json_file(path);
+  if (!object.is_object()) fail("{}: expected a JSON object", path);
+  g.bos_token_id = optional_token_id(object, "bos_token_id", path);
+  g.eos_token_ids = token_id_list(object, "eos_token_id", path);
+  if (const json* v = find_field(object, "do_sample"); v && v->is_boolean()) g.do_sample = v->get<bool>();
+  if (find_field(object, "temperature")) g.temperature = number(object, "temperature", path, 1.f);
+  if (find_field(object, "top_p")) g.top_p = number(object, "top_p", path, 1.f);
+  if (const json* v = find_field(object, "top_k"); v && v->is_number_integer()) g.top_k = v->get<int>();
+  if (find_field(object, "min_p")) g.min_p = number(object, "min_p", path, 0.f);
+  if (find_field(object, "repetition_penalty")) g.repetition_penalty = number(object, "repetition_penalty", path, 1.f);
+  if (const json* v = find_field(object, "max_new_tokens"); v && v->is_number_integer()) g.max_new_tokens = v->get<int>();
+  if (const json* v = find_field(object, "max_length"); v && v->is_number_integer()) g.max_length = v->get<int>();
+  return g;
+}
+
+}  // namespace fc
