@@ -4,6 +4,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "apps/commands.h"
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // stdout carries results (ids, text, tables); logs go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("flashcore"));
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("[%^%l%$] %v");
   try {

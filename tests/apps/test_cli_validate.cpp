@@ -1,0 +1,139 @@
+// End to end through the flashcore executable: validate passes on every fixture (CPU), writes the
+// logits it was asked to, and every malformed input ends with exit status 1 and one line on stderr.
+#include <catch2/catch.hpp>
+
+#include "model/safetensors.h"
+#include "tests/apps/cli_runner.h"
+#include "tests/model/checkpoint_mutator.h"
+#include "tests/test_util.h"
+
+using namespace fc;
+using fc::test::data_path;
+using fc::test::run_flashcore;
+using fc::test::ScratchCheckpoint;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+using nlohmann::json;
+
+namespace {
+std::string validate_args(const std::string& dir, const std::string& ref, const std::string& extra = "") {
+  return "validate --model " + dir + " --reference " + ref + " --device cpu " + extra;
+}
+}  // namespace
+
+TEST_CASE("validate --device cpu passes on every fixture, both paths", "[cli][validate]") {
+  for (const char* name : {"tiny-llama3-gqa", "tiny-llama32-tied", "tiny-llama2-mha-sharded"}) {
+    const std::string dir = data_path(std::string("models/") + name);
+    for (const char* extra : {"", "--prefix 5 --block-size 1", "--prefix 17 --block-size 16"}) {
+      INFO(name << " " << extra);
+      const auto r = run_flashcore(validate_args(dir, dir + "/reference.safetensors", extra));
+      INFO(r.out << r.err);
+      CHECK(r.status == 0);
+      CHECK_THAT(r.out, Contains("prefill") && Contains("decode"));
+      CHECK_THAT(r.out, !Contains("FAIL"));
+    }
+  }
+}
+
+TEST_CASE("validate --dump-logits writes both paths' logits", "[cli][validate]") {
+  const std::string dir = data_path("models/tiny-llama32-tied");
+  const std::string out = std::string(FC_BINARY_DIR) + "/dump_tied.safetensors";
+  const auto r = run_flashcore(validate_args(dir, dir + "/reference.safetensors", "--dump-logits " + out));
+  REQUIRE(r.status == 0);
+  const TensorStore dump = TensorStore::open_file(out);
+  const TensorStore ref = TensorStore::open_file(dir + "/reference.safetensors");
+  for (const char* name : {"prefill_logits", "decode_logits"}) {
+    const TensorInfo* t = dump.find(name);
+    REQUIRE(t != nullptr);
+    CHECK(t->shape == ref.find("logits")->shape);
+    const auto ours = tensor_to_f32(*t), theirs = tensor_to_f32(*ref.find("logits"));
+    double worst = 0;
+    for (size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, double(std::fabs(ours[i] - theirs[i])));
+    CHECK(worst < 1e-4);
+  }
+}
+
+TEST_CASE("validate fails (exit 1) when the logits are not the reference's", "[cli][validate]") {
+  // Reference logits of one fixture against another model of the same vocab shape would be a shape
+  // error; instead perturb the reference: scale the logits.
+  ScratchCheckpoint c("tiny-llama3-gqa");
+  const TensorStore ref = TensorStore::open_file(c.path("reference.safetensors"));
+  std::vector<float> logits = tensor_to_f32(*ref.find("logits"));
+  const std::vector<int64_t> ids = tensor_to_i64(*ref.find("input_ids"));
+  for (auto& v : logits) v *= 1.01f;
+  write_safetensors(c.path("perturbed.safetensors"),
+                    {{"input_ids", DType::I64, {int64_t(ids.size())}, ids.data()},
+                     {"logits", DType::F32, ref.find("logits")->shape, logits.data()}});
+  const auto r = run_flashcore(validate_args(c.dir(), c.path("perturbed.safetensors")));
+  CHECK(r.status == 1);
+  CHECK_THAT(r.out, Contains("FAIL"));
+  CHECK_THAT(r.err, StartsWith("error: logits differ from the reference"));
+}
+
+TEST_CASE("bad inputs: exit status 1 and exactly one line on stderr", "[cli][errors]") {
+  struct Case {
+    const char* what;
+    std::function<void(const ScratchCheckpoint&)> corrupt;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {"truncated weights", [](const ScratchCheckpoint& c) {
+         const auto b = c.read("model.safetensors");
+         c.write("model.safetensors", b.substr(0, b.size() / 2));
+       }, "outside the data area"},
+      {"header length", [](const ScratchCheckpoint& c) {
+         auto b = c.read("model.safetensors");
+         b[7] = 0x7f;
+         c.write("model.safetensors", b);
+       }, "exceeds the file"},
+      {"header not JSON", [](const ScratchCheckpoint& c) {
+         c.edit_header("model.safetensors", [](std::string& h) { h[0] = 'x'; });
+       }, "header is not valid JSON"},
+      {"offsets", [](const ScratchCheckpoint& c) {
+         c.edit_header_json("model.safetensors", [](json& h) { h["lm_head.weight"]["data_offsets"] = {0, 1 << 30}; });
+       }, "outside the data area"},
+      {"dtype", [](const ScratchCheckpoint& c) {
+         c.edit_header_json("model.safetensors", [](json& h) { h["lm_head.weight"]["dtype"] = "F64"; });
+       }, "dtype F64"},
+      {"shape vs bytes", [](const ScratchCheckpoint& c) {
+         c.edit_header_json("model.safetensors", [](json& h) { h["lm_head.weight"]["shape"] = {320, 127}; });
+       }, "needs 81280 bytes"},
+      {"missing tensor", [](const ScratchCheckpoint& c) {
+         c.edit_header_json("model.safetensors", [](json& h) { h.erase("model.norm.weight"); });
+       }, "'model.norm.weight' is missing"},
+      {"config vs weights", [](const ScratchCheckpoint& c) {
+         c.edit_json("config.json", [](json& j) { j["intermediate_size"] = 100; });
+       }, "expected [100, 128]"},
+      {"config not JSON", [](const ScratchCheckpoint& c) { c.write("config.json", "{,}"); }, "not valid JSON"},
+      {"config missing field", [](const ScratchCheckpoint& c) {
+         c.edit_json("config.json", [](json& j) { j.erase("num_attention_heads"); });
+       }, "missing field 'num_attention_heads'"},
+      {"heads vs kv heads", [](const ScratchCheckpoint& c) {
+         c.edit_json("config.json", [](json& j) { j["num_key_value_heads"] = 3; });
+       }, "not divisible"},
+      {"unknown rope type", [](const ScratchCheckpoint& c) {
+         c.edit_json("config.json", [](json& j) { j["rope_scaling"]["rope_type"] = "dynamic"; });
+       }, "rope_scaling type 'dynamic' is not supported"},
+      {"empty weights", [](const ScratchCheckpoint& c) { c.write("model.safetensors", ""); }, "too short"},
+      {"missing weights", [](const ScratchCheckpoint& c) { std::remove(c.path("model.safetensors").c_str()); },
+       "no model.safetensors"},
+      {"reference without logits", [](const ScratchCheckpoint& c) {
+         c.edit_header_json("reference.safetensors", [](json& h) { h.erase("logits"); });
+       }, "needs tensors 'input_ids'"},
+  };
+  for (const auto& k : cases) {
+    INFO(k.what);
+    ScratchCheckpoint c("tiny-llama3-gqa");
+    k.corrupt(c);
+    const auto r = run_flashcore(validate_args(c.dir(), c.path("reference.safetensors")));
+    INFO("stderr: " << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err_lines() == 1);
+    CHECK_THAT(r.err, StartsWith("error: ") && Contains(k.message));
+  }
+  const auto missing_dir = run_flashcore(validate_args("/nonexistent/model", "/nonexistent/ref.safetensors"));
+  CHECK(missing_dir.status == 1);
+  CHECK(missing_dir.err_lines() == 1);
+  const auto cuda_on_cpu_build = run_flashcore("validate --model x --reference y --device tpu");
+  CHECK(cuda_on_cpu_build.status != 0);
+}
