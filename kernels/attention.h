@@ -17,10 +17,10 @@ struct PagedKVLayout {
   int kv_heads = 0;
   int head_dim = 0;
 
-  int64_t block_stride() const { return static_cast<int64_t>(kv_heads) * block_size * head_dim; }
-  int64_t head_stride() const { return static_cast<int64_t>(block_size) * head_dim; }
-  // Element offset of (slot, kv head) in a pool.
-  int64_t offset(int64_t slot, int kv_head) const {
+  constexpr int64_t block_stride() const { return static_cast<int64_t>(kv_heads) * block_size * head_dim; }
+  constexpr int64_t head_stride() const { return static_cast<int64_t>(block_size) * head_dim; }
+  // Element offset of (slot, kv head) in a pool. constexpr: callable from device code too.
+  constexpr int64_t offset(int64_t slot, int kv_head) const {
     const int64_t block = slot / block_size, in_block = slot % block_size;
     return block * block_stride() + kv_head * head_stride() + in_block * head_dim;
   }

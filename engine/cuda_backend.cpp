@@ -1,0 +1,340 @@
+// The CUDA backend: bf16 weights and activations, fp32 residual stream and logits, cuBLASLt GEMMs and
+// our kernels (kernels/*.cu). Every launch of a forward step is listed in forward(), in order.
+//
+// Memory: three device allocations made once: the weights (one buffer carved into tensors, Q/K/V and
+// gate/up fused at load so a layer runs 4 GEMMs), the KV cache pool (all layers' K and V blocks), and the
+// activation workspace (sized for max_batch_tokens). Nothing is allocated per forward call.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "engine/backend.h"
+#include "engine/batch_plan.h"
+#include "engine/progress.h"
+#include "kernels/attention_decode.cuh"
+#include "kernels/attention_generic.cuh"
+#include "kernels/attention_prefill.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/gather.cuh"
+#include "kernels/gemm.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/swiglu.cuh"
+
+namespace fc {
+
+namespace {
+
+constexpr size_t kAlign = 256;  // every carved tensor starts 256-byte aligned (cuBLASLt, 16-byte loads)
+constexpr int kMaxDecodeSplits = 32;
+
+size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+class Stream {
+ public:
+  Stream() { CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~Stream() { cudaStreamDestroy(stream_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+// Hands out aligned slices of one allocation, in order.
+class Carver {
+ public:
+  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
+  template <typename T>
+  T* take(size_t count) {
+    T* p = reinterpret_cast<T*>(base_ + offset_);
+    offset_ += align_up(count * sizeof(T));
+    return p;
+  }
+  size_t used() const { return offset_; }
+
+ private:
+  char* base_;
+  size_t offset_ = 0;
+};
+
+struct LayerWeights {
+  bf16* attn_norm;  // (hidden)
+  bf16* wqkv;       // (q_dim + 2 kv_dim, hidden): [wq; wk; wv]
+  bf16* wo;         // (hidden, q_dim)
+  bf16* mlp_norm;   // (hidden)
+  bf16* w_gate_up;  // (2 intermediate, hidden): [w_gate; w_up]
+  bf16* w_down;     // (hidden, intermediate)
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const Checkpoint& ckpt, const BackendOptions& options)
+      : config_(ckpt.config), kv_(make_kv(ckpt.config, options)),
+        layout_{options.kv_block_size, ckpt.config.num_kv_heads, ckpt.config.head_dim} {
+    const Config& c = config_;
+    max_seqs_ = std::max(1, options.max_sequences);
+    max_tokens_ = options.max_batch_tokens > 0 ? options.max_batch_tokens : kv_.max_tokens_per_seq();
+    max_tokens_ = std::max(max_tokens_, max_seqs_);
+    max_logit_rows_ = std::max(max_seqs_, std::min(max_tokens_, 1024));
+    fast_attention_ = c.head_dim == 64 || c.head_dim == 128;
+    if (!fast_attention_) {
+      spdlog::warn("head_dim {}: using the generic (slow) attention kernel; the tensor-core kernels cover 64 and 128",
+                   c.head_dim);
+    }
+    upload_weights(ckpt);
+    allocate_kv_pool();
+    allocate_workspace();
+    const std::vector<float> inv_freq =
+        rope_inv_freq(c.head_dim, c.rope_theta, c.rope_llama3 ? &*c.rope_llama3 : nullptr);
+    CUDA_CHECK(cudaMemcpy(inv_freq_, inv_freq.data(), inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+
+  const Config& config() const override { return config_; }
+  KVCacheManager& kv_cache() override { return kv_; }
+  DeviceKind device() const override { return DeviceKind::Cuda; }
+
+  void forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    const Config& c = config_;
+    const BatchPlan plan = plan_batch(batch, kv_, c.vocab_size);
+    if (plan.num_tokens > max_tokens_ || plan.num_seqs > max_seqs_) {
+      fail("batch of {} tokens in {} sequences exceeds this backend's limits ({} tokens, {} sequences)",
+           plan.num_tokens, plan.num_seqs, max_tokens_, max_seqs_);
+    }
+    cudaStream_t s = stream_.get();
+    upload_plan(batch, plan, s);
+
+    const int n = plan.num_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
+    const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
+    const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+    const AttentionBatch attn_batch{plan.num_seqs, d_cu_seqlens_, d_seq_lens_, d_block_tables_,
+                                    plan.max_blocks_per_seq};
+    const bool decode = std::all_of(batch.n_tokens.begin(), batch.n_tokens.end(), [](int k) { return k == 1; });
+    AttentionDecodePlan decode_plan;
+    if (decode && fast_attention_) {
+      decode_plan = attention_decode_plan(plan.seq_lens.data(), plan.num_seqs, 1, shape, kMaxDecodeSplits);
+    }
+
+    embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
+    rmsnorm(residual_, layers_[0].attn_norm, n, hidden, c.rms_norm_eps, normed_, s);
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerWeights& L = layers_[li];
+      bf16* k_pool = kv_pool_ + (2 * li) * pool_elems_;
+      bf16* v_pool = kv_pool_ + (2 * li + 1) * pool_elems_;
+      gemm_->matmul(normed_, L.wqkv, qkv_, n, hidden, qkv_dim, s);
+      RopeKVParams rope;
+      rope.qkv = qkv_;
+      rope.row_stride = qkv_dim;
+      rope.n_tokens = n;
+      rope.q_heads = c.num_heads;
+      rope.kv_heads = c.num_kv_heads;
+      rope.head_dim = c.head_dim;
+      rope.positions = d_positions_;
+      rope.inv_freq = inv_freq_;
+      rope.slot_mapping = d_slot_mapping_;
+      rope.k_pool = k_pool;
+      rope.v_pool = v_pool;
+      rope.block_size = layout_.block_size;
+      rope_kv_append(rope, s);
+      if (!fast_attention_) {
+        attention_generic(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
+      } else if (decode) {
+        attention_decode(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), decode_plan,
+                         decode_ws_.get(), decode_ws_.bytes(), s);
+      } else {
+        attention_prefill(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
+      }
+      gemm_->matmul(attn_, L.wo, proj_, n, c.q_dim(), hidden, s);
+      add_rmsnorm(residual_, proj_, L.mlp_norm, n, hidden, c.rms_norm_eps, normed_, s);
+      gemm_->matmul(normed_, L.w_gate_up, gate_up_, n, hidden, 2 * inter, s);
+      swiglu(gate_up_, n, inter, act_, s);
+      gemm_->matmul(act_, L.w_down, proj_, n, inter, hidden, s);
+      const bf16* next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : final_norm_;
+      add_rmsnorm(residual_, proj_, next_norm, n, hidden, c.rms_norm_eps, normed_, s);
+    }
+    // lm_head over the rows whose logits are wanted, in chunks of max_logit_rows_.
+    const int rows = static_cast<int>(plan.logit_rows.size());
+    logits.resize(static_cast<size_t>(rows) * c.vocab_size);
+    for (int r0 = 0; r0 < rows; r0 += max_logit_rows_) {
+      const int chunk = std::min(max_logit_rows_, rows - r0);
+      gather_rows(normed_, d_logit_rows_ + r0, chunk, hidden, selected_, s);
+      gemm_->matmul(selected_, lm_head_, logits_, chunk, hidden, c.vocab_size, s);
+      CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * c.vocab_size, logits_,
+                                 static_cast<size_t>(chunk) * c.vocab_size * sizeof(float), cudaMemcpyDeviceToHost, s));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    commit_batch(batch, plan, kv_);
+  }
+
+ private:
+  static KVCacheManager make_kv(const Config& c, const BackendOptions& o) {
+    if (cuda_device_count() == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
+    const int context = o.max_context > 0 ? o.max_context : c.max_position_embeddings;
+    const int blocks_per_seq = (context + o.kv_block_size - 1) / o.kv_block_size;
+    const int blocks = o.kv_blocks > 0 ? o.kv_blocks : blocks_per_seq * std::max(1, o.max_sequences);
+    return KVCacheManager(blocks, o.kv_block_size, blocks_per_seq);
+  }
+
+  // Copies `t` (any float dtype) into `dst` as bf16, in chunks, through a host staging buffer.
+  void upload_tensor(const TensorInfo& t, bf16* dst, std::vector<uint16_t>& staging, ProgressBar& progress) {
+    const size_t count = static_cast<size_t>(t.numel());
+    constexpr size_t kChunk = size_t{16} << 20;  // elements
+    for (size_t begin = 0; begin < count; begin += kChunk) {
+      const size_t len = std::min(kChunk, count - begin);
+      const void* src = t.data + begin * dtype_size(t.dtype);
+      if (t.dtype == DType::BF16) {
+        CUDA_CHECK(cudaMemcpy(dst + begin, src, len * 2, cudaMemcpyHostToDevice));
+      } else {
+        staging.resize(len);
+        convert_to_bf16(t.dtype, src, len, staging.data());
+        CUDA_CHECK(cudaMemcpy(dst + begin, staging.data(), len * 2, cudaMemcpyHostToDevice));
+      }
+      progress.advance(len * dtype_size(t.dtype));
+    }
+  }
+
+  void upload_weights(const Checkpoint& ckpt) {
+    const Config& c = config_;
+    const LlamaTensors& t = ckpt.tensors;
+    const size_t hidden = c.hidden_size, inter = c.intermediate_size;
+    const size_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
+    const size_t per_layer = align_up(hidden * 2) * 2 + align_up(qkv_rows * hidden * 2) +
+                             align_up(hidden * c.q_dim() * 2) + align_up(2 * inter * hidden * 2) +
+                             align_up(hidden * inter * 2);
+    const bool tied = t.lm_head == t.embed;
+    const size_t total = align_up(size_t(c.vocab_size) * hidden * 2) * (tied ? 1 : 2) + align_up(hidden * 2) +
+                         per_layer * c.num_layers;
+    weights_ = DeviceBuffer(total, "the model weights (bf16)");
+    Carver carve(weights_.get());
+    size_t source_bytes = 0;
+    for (const auto& name : ckpt.store.names()) source_bytes += ckpt.store.find(name)->nbytes;
+    ProgressBar progress("loading weights", source_bytes);
+    std::vector<uint16_t> staging;
+    auto load = [&](std::initializer_list<const TensorInfo*> parts) {
+      size_t count = 0;
+      for (const TensorInfo* p : parts) count += static_cast<size_t>(p->numel());
+      bf16* dst = carve.take<bf16>(count);
+      size_t offset = 0;
+      for (const TensorInfo* p : parts) {
+        upload_tensor(*p, dst + offset, staging, progress);
+        offset += static_cast<size_t>(p->numel());
+      }
+      return dst;
+    };
+    embed_ = load({t.embed});
+    lm_head_ = tied ? embed_ : load({t.lm_head});
+    final_norm_ = load({t.final_norm});
+    for (const auto& l : t.layers) {
+      LayerWeights w;
+      w.attn_norm = load({l.attn_norm});
+      w.wqkv = load({l.wq, l.wk, l.wv});
+      w.wo = load({l.wo});
+      w.mlp_norm = load({l.mlp_norm});
+      w.w_gate_up = load({l.w_gate, l.w_up});
+      w.w_down = load({l.w_down});
+      layers_.push_back(w);
+    }
+    progress.finish();
+    spdlog::info("weights: {:.2f} GB bf16 on the GPU in {:.1f} s", total / 1e9, progress.seconds());
+  }
+
+  void allocate_kv_pool() {
+    pool_elems_ = static_cast<size_t>(kv_.num_blocks()) * layout_.block_stride();
+    const size_t bytes = pool_elems_ * 2 * 2 * config_.num_layers;
+    const std::string what = fmt::format("the KV cache ({} blocks of {} tokens; use a shorter --max-context or "
+                                         "fewer KV blocks to fit)", kv_.num_blocks(), kv_.block_size());
+    kv_buf_ = DeviceBuffer(bytes, what.c_str());
+    kv_pool_ = kv_buf_.as<bf16>();
+  }
+
+  void allocate_workspace() {
+    const Config& c = config_;
+    const size_t T = max_tokens_, H = c.hidden_size, I = c.intermediate_size;
+    const size_t qkv_dim = c.q_dim() + 2 * c.kv_dim();
+    const size_t meta = 4 * T + 2 * (max_seqs_ + 1) + size_t(max_seqs_) * kv_.max_blocks_per_seq();
+    const size_t bytes = align_up(T * H * 4) + align_up(T * H * 2) * 2 + align_up(T * qkv_dim * 2) +
+                         align_up(T * c.q_dim() * 2) + align_up(T * 2 * I * 2) + align_up(T * I * 2) +
+                         align_up(size_t(max_logit_rows_) * H * 2) +
+                         align_up(size_t(max_logit_rows_) * c.vocab_size * 4) + align_up(meta * 4) * 2 +
+                         align_up(c.head_dim / 2 * 4);
+    workspace_ = DeviceBuffer(bytes, "activation workspace (use a smaller batch / --max-batch-tokens to fit)");
+    Carver carve(workspace_.get());
+    residual_ = carve.take<float>(T * H);      // (T, hidden) fp32
+    normed_ = carve.take<bf16>(T * H);         // (T, hidden)
+    proj_ = carve.take<bf16>(T * H);           // (T, hidden)
+    qkv_ = carve.take<bf16>(T * qkv_dim);      // (T, q_dim + 2 kv_dim)
+    attn_ = carve.take<bf16>(T * c.q_dim());   // (T, q_dim)
+    gate_up_ = carve.take<bf16>(T * 2 * I);    // (T, 2 intermediate)
+    act_ = carve.take<bf16>(T * I);            // (T, intermediate)
+    selected_ = carve.take<bf16>(size_t(max_logit_rows_) * H);          // (L, hidden)
+    logits_ = carve.take<float>(size_t(max_logit_rows_) * c.vocab_size);  // (L, vocab) fp32
+    inv_freq_ = carve.take<float>(c.head_dim / 2);
+    // Per-call metadata, uploaded in one copy: tokens, positions, slots, logit rows (T each),
+    // cu_seqlens (S+1), seq_lens (S), block tables (S, max_blocks_per_seq).
+    meta_ = carve.take<int32_t>(meta);
+    d_tokens_ = meta_;
+    d_positions_ = d_tokens_ + T;
+    d_slot_mapping_ = d_positions_ + T;
+    d_logit_rows_ = d_slot_mapping_ + T;
+    d_cu_seqlens_ = d_logit_rows_ + T;
+    d_seq_lens_ = d_cu_seqlens_ + max_seqs_ + 1;
+    d_block_tables_ = d_seq_lens_ + max_seqs_ + 1;
+    meta_host_.resize(meta);
+    if (fast_attention_) {
+      const size_t ws = attention_decode_workspace_bytes(max_seqs_, c.num_heads, c.head_dim, kMaxDecodeSplits);
+      decode_ws_ = DeviceBuffer(ws, "decode attention workspace");
+    }
+    gemm_ = std::make_unique<Gemm>();
+  }
+
+  void upload_plan(const ForwardBatch& batch, const BatchPlan& plan, cudaStream_t s) {
+    const size_t T = max_tokens_;
+    int32_t* h = meta_host_.data();
+    std::copy(batch.tokens.begin(), batch.tokens.end(), h);
+    std::copy(plan.positions.begin(), plan.positions.end(), h + T);
+    std::copy(plan.slot_mapping.begin(), plan.slot_mapping.end(), h + 2 * T);
+    std::copy(plan.logit_rows.begin(), plan.logit_rows.end(), h + 3 * T);
+    int32_t* cu = h + 4 * T;
+    std::copy(plan.cu_seqlens_q.begin(), plan.cu_seqlens_q.end(), cu);
+    std::copy(plan.seq_lens.begin(), plan.seq_lens.end(), cu + max_seqs_ + 1);
+    std::copy(plan.block_tables.begin(), plan.block_tables.end(), cu + 2 * (max_seqs_ + 1));
+    const size_t count = 4 * T + 2 * (max_seqs_ + 1) + plan.block_tables.size();
+    CUDA_CHECK(cudaMemcpyAsync(meta_, h, count * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  }
+
+  Config config_;
+  KVCacheManager kv_;
+  PagedKVLayout layout_;
+  Stream stream_;
+  int max_seqs_ = 1, max_tokens_ = 1, max_logit_rows_ = 1;
+  bool fast_attention_ = true;
+
+  DeviceBuffer weights_;
+  bf16 *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
+  std::vector<LayerWeights> layers_;
+
+  DeviceBuffer kv_buf_;
+  bf16* kv_pool_ = nullptr;  // layer l: K at 2l * pool_elems_, V at (2l + 1) * pool_elems_
+  size_t pool_elems_ = 0;
+
+  DeviceBuffer workspace_, decode_ws_;
+  float *residual_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
+  bf16 *normed_ = nullptr, *proj_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *gate_up_ = nullptr,
+       *act_ = nullptr, *selected_ = nullptr;
+  int32_t *meta_ = nullptr, *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slot_mapping_ = nullptr,
+          *d_logit_rows_ = nullptr, *d_cu_seqlens_ = nullptr, *d_seq_lens_ = nullptr, *d_block_tables_ = nullptr;
+  std::vector<int32_t> meta_host_;
+  std::unique_ptr<Gemm> gemm_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const BackendOptions& options) {
+  return std::make_unique<CudaBackend>(checkpoint, options);
+}
+
+}  // namespace fc
