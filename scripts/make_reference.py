@@ -33,7 +33,9 @@ def parse_args():
                    help="std of random weights (larger than HF's 0.02 so logits have clear top-1s)")
     p.add_argument("--shard-size", help="save sharded with this max shard size (e.g. 60KB)")
     p.add_argument("--bf16-logits", action="store_true", help="also store the model's logits in bf16")
-    p.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "" else "cpu")
+    p.add_argument("--device", default="cuda", help="where the reference runs (falls back to cpu)")
+    p.add_argument("--create-device", default="cpu",
+                   help="where random weights are drawn (cuda for 8B-sized models; cpu keeps fixtures reproducible)")
     return p.parse_args()
 
 
@@ -46,7 +48,9 @@ def create_model(args, torch, transformers):
     torch.manual_seed(args.seed)
     config = transformers.LlamaConfig(**hub_config)
     config.initializer_range = args.init_std
-    model = transformers.LlamaForCausalLM(config)
+    device = args.create_device if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(config)
     with torch.no_grad():
         # HF initializes RMSNorm weights to ones; random ones make the tests see the weight multiply.
         for name, param in model.named_parameters():
@@ -56,6 +60,9 @@ def create_model(args, torch, transformers):
     model = model.to(dtype)
     kwargs = {"max_shard_size": args.shard_size} if args.shard_size else {}
     model.save_pretrained(args.model, **kwargs)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     # Keep config.json exactly in the hub's format (transformers may rewrite keys, e.g. dtype).
     with open(os.path.join(args.model, "config.json"), "w") as f:
         json.dump(hub_config, f, indent=2)
@@ -88,6 +95,10 @@ def main():
         logits = model(input_ids[None].to(device)).logits[0].float().cpu()
         tensors = {"input_ids": input_ids, "logits": logits.contiguous(),
                    "inv_freq": model.model.rotary_emb.inv_freq.float().cpu().contiguous()}
+        rope = getattr(model.config, "rope_parameters", None) or getattr(model.config, "rope_scaling", None)
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         if args.bf16_logits:
             model_bf16 = transformers.LlamaForCausalLM.from_pretrained(
                 args.model, dtype=torch.bfloat16, attn_implementation="eager").to(device).eval()
@@ -97,7 +108,7 @@ def main():
     top2 = logits.topk(2, dim=-1).values
     print(f"{args.out}: N={args.tokens} vocab={vocab} logits std={logits.std():.3f} "
           f"min top-2 gap={(top2[:, 0] - top2[:, 1]).min():.2e} "
-          f"rope={getattr(model.config, 'rope_parameters', None) or getattr(model.config, 'rope_scaling', None)}")
+          f"rope={rope}")
 
 
 if __name__ == "__main__":
