@@ -11,5 +11,6 @@ using Runner = std::function<int()>;
 
 Runner add_validate_command(CLI::App& app);
 Runner add_tokenize_command(CLI::App& app);
+Runner add_generate_command(CLI::App& app);
 
 }  // namespace fc::cli

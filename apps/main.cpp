@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     runners[sub] = add_command(*sub);
   };
   add("validate", "Compare logits with a Hugging Face reference file", fc::cli::add_validate_command);
+  add("generate", "Generate text from a prompt (streams to stdout)", fc::cli::add_generate_command);
   add("tokenize", "Encode text to token ids, or decode ids to text", fc::cli::add_tokenize_command);
 
   try {
