@@ -1,0 +1,116 @@
+// Row-major x (rows, in) @ w^T, w row-major (out, in), as one column-major cuBLASLt product with no
+// transpose copy: column-major, x is X' (in x rows, ld in), w is W' (in x out, ld in) and the row-major
+// output (rows, out) is C' (out x rows, ld out). C' = W'^T X', so A = W' with TRANSA = T, B = X' with
+// TRANSB = N, m = out, n = rows, k = in. Decode (rows = 1..8) is then a skinny n, which cuBLASLt serves
+// with its GEMV-like kernels.
+#include "kernels/gemm.cuh"
+
+#include "core/error.h"
+
+namespace fc {
+namespace {
+
+int alignment_bytes(const void* p) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  int bytes = 256;
+  while (bytes > 1 && address % bytes != 0) bytes /= 2;
+  return bytes;
+}
+
+}  // namespace
+
+Gemm::Gemm(size_t workspace_bytes) : workspace_(workspace_bytes, "cuBLASLt workspace") {
+  CUBLAS_CHECK(cublasLtCreate(&handle_));
+}
+
+Gemm::~Gemm() {
+  // Destructors must not throw: statuses are ignored here.
+  for (auto& [key, p] : plans_) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.c);
+    cublasLtMatmulDescDestroy(p.op);
+  }
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+const Gemm::Plan& Gemm::plan(const Key& key) {
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return found->second;
+
+  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out] = key;
+  const auto out_type = static_cast<cudaDataType_t>(out_type_int);
+  Plan p;
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+  // Stored shapes (before the op): A = W' is in x out, B = X' is in x rows, C = D is out x rows.
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, in_dim, out_dim, in_dim));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, in_dim, rows, in_dim));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, out_dim, rows, out_dim));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t workspace_bytes = workspace_.bytes();
+  const uint32_t a_align = align_w, b_align = align_x, c_align = align_out;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &workspace_bytes, sizeof workspace_bytes));
+  // The heuristic otherwise assumes 256-byte aligned pointers and may pick a kernel that needs them.
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_align,
+                                                    sizeof a_align));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_align,
+                                                    sizeof b_align));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_align,
+                                                    sizeof c_align));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_align,
+                                                    sizeof c_align));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found_count = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found_count);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (status != CUBLAS_STATUS_SUCCESS || found_count == 0) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.c);
+    cublasLtMatmulDescDestroy(p.op);
+    CUBLAS_CHECK(status);
+    fail("cuBLASLt has no algorithm for bf16 x ({}, {}) @ w^T ({}, {}) -> {} (alignments x {} w {} out {} bytes)",
+         rows, in_dim, out_dim, in_dim, out_type == CUDA_R_32F ? "fp32" : "bf16", align_x, align_w, align_out);
+  }
+  p.algo = result.algo;
+  return plans_.emplace(key, p).first->second;
+}
+
+void Gemm::prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type) {
+  if (out_type != CUDA_R_16BF && out_type != CUDA_R_32F) fail("Gemm: output dtype must be bf16 or fp32");
+  plan(Key{rows, in_dim, out_dim, static_cast<int>(out_type), 256, 256, 256});
+}
+
+void Gemm::run(const void* x, const void* w, void* out, cudaDataType_t out_type, int rows, int in_dim,
+               int out_dim, cudaStream_t stream, GemmMode mode) {
+  if (rows == 0 || out_dim == 0) return;
+  if (rows < 0 || in_dim <= 0 || out_dim < 0) fail("Gemm: bad shape ({}, {}) @ ({}, {})^T", rows, in_dim, out_dim, in_dim);
+  const Key key{rows, in_dim, out_dim, static_cast<int>(out_type), alignment_bytes(x), alignment_bytes(w),
+                alignment_bytes(out)};
+  if (std::get<4>(key) < 16 || std::get<5>(key) < 16 || std::get<6>(key) < 16) {
+    fail("Gemm: pointers must be 16-byte aligned (x {}, w {}, out {})", x, w, out);
+  }
+  const Plan& p = plan(key);
+  const float alpha = 1.0f, beta = mode == GemmMode::kAccumulate ? 1.0f : 0.0f;
+  CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
+                              workspace_.get(), workspace_.bytes(), stream));
+}
+
+void Gemm::matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t stream,
+                  GemmMode mode) {
+  run(x, w, out, CUDA_R_16BF, rows, in_dim, out_dim, stream, mode);
+}
+
+void Gemm::matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim,
+                  cudaStream_t stream, GemmMode mode) {
+  run(x, w, out, CUDA_R_32F, rows, in_dim, out_dim, stream, mode);
+}
+
+}  // namespace fc

@@ -1,0 +1,59 @@
+// bf16 matrix products of the LLaMA forward through cuBLASLt: out = x @ w^T with w row-major [out, in] as
+// Hugging Face stores it, fp32 accumulation. CPU reference: matmul_ref in kernels/elementwise.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <tuple>
+
+#include "kernels/cuda_utils.cuh"
+
+namespace fc {
+
+enum class GemmMode {
+  kOverwrite,   // out = x @ w^T
+  kAccumulate,  // out += x @ w^T (beta = 1: fuses a residual add into the projection)
+};
+
+// Owns one cuBLASLt handle and one workspace. The first call for a shape (rows, in_dim, out_dim, output
+// dtype, pointer alignments) builds the matmul descriptors and asks the heuristic for an algorithm;
+// later calls reuse that plan and allocate nothing, so they can be captured into a CUDA graph (make the
+// first call, or prepare(), before capturing).
+// Not thread-safe, and all calls share the one workspace: use one Gemm per stream.
+class Gemm {
+ public:
+  static constexpr size_t kDefaultWorkspaceBytes = size_t{32} << 20;
+  explicit Gemm(size_t workspace_bytes = kDefaultWorkspaceBytes);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // x (rows, in_dim) bf16, w (out_dim, in_dim) bf16, out (rows, out_dim) bf16 or fp32; rows contiguous.
+  // Every pointer 16-byte aligned (cuBLASLt's bf16 kernels need it; cudaMalloc gives 256).
+  void matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t stream,
+              GemmMode mode = GemmMode::kOverwrite);
+  void matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim, cudaStream_t stream,
+              GemmMode mode = GemmMode::kOverwrite);
+
+  // Builds the plan for a shape (with 256-byte aligned pointers, what cudaMalloc returns) without running it.
+  void prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type);
+  size_t plan_count() const { return plans_.size(); }
+
+ private:
+  // (rows, in_dim, out_dim, out type, alignment of x, w, out in bytes capped at 256)
+  using Key = std::tuple<int, int, int, int, int, int, int>;
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  const Plan& plan(const Key& key);
+  void run(const void* x, const void* w, void* out, cudaDataType_t out_type, int rows, int in_dim, int out_dim,
+           cudaStream_t stream, GemmMode mode);
+
+  cublasLtHandle_t handle_ = nullptr;
+  DeviceBuffer workspace_;
+  std::map<Key, Plan> plans_;
+};
+
+}  // namespace fc

@@ -1,0 +1,34 @@
+// Token selection on the GPU: greedy argmax, the seeded sampler defined in kernels/sampling.h, and the
+// repetition penalty. Only the chosen ids (int32, on the device) leave these kernels.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/sampling.h"
+
+namespace fc {
+
+// Largest vocabulary sample() accepts (its final draw keeps 256 tile sums of 1024 tokens in shared memory).
+constexpr int kMaxSamplingVocab = 256 * 1024;
+
+// ids[r] = argmax(logits[r, :]), the first index on ties.   logits (rows, vocab) fp32; ids (rows) int32.
+void argmax(const float* logits, int rows, int vocab, int32_t* ids, cudaStream_t stream);
+
+// ids[r] = the sampler of kernels/sampling.h on logits[r, :] with params[r] and the draw
+// sampling_random(params[r].seed, params[r].step). params (rows) on the device. vocab <= kMaxSamplingVocab.
+// One block per row; the selection is radix select over the order keys, 8 bits per pass:
+//   max pass; top-k: 4 passes of count histograms narrowing to the k-th largest key; top-p: one pass for
+//   the top-k weight W_k, then 4 passes of (count, weight) histograms narrowing to the lowest kept key;
+//   one pass of per-tile (1024 tokens) kept-weight sums; one warp then scans the tile sums and the one
+//   tile that holds the draw. Each pass re-reads the row (L2-resident after the first).
+void sample(const float* logits, int rows, int vocab, const SamplingParams* params, int32_t* ids,
+            cudaStream_t stream);
+
+// In place on logits (rows, vocab), HF semantics (see repetition_penalty_ref): each distinct id of
+// ids[id_offsets[r] .. id_offsets[r+1]) in [0, vocab) gets logit < 0 ? logit * penalties[r]
+// : logit / penalties[r], once however often it repeats. id_offsets (rows + 1), penalties (rows), on
+// the device. vocab <= 48 * 1024 * 8 (a shared-memory bitmap of seen ids per row).
+void repetition_penalty(float* logits, int rows, int vocab, const int32_t* ids, const int32_t* id_offsets,
+                        const float* penalties, cudaStream_t stream);
+
+}  // namespace fc
