@@ -227,7 +227,7 @@ def cmd_golden(args):
         cases.append({"text": text, "ids": ids, "ids_bos": ids_bos, "ids_plain": ids_plain})
     # Decoding arbitrary id lists, including ones that cut characters: checks the U+FFFD policy.
     rng = random.Random(99)
-    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    vocab_size = max(tok.get_vocab(with_added_tokens=True).values()) + 1
     decode_cases = []
     for i in range(args.decode_cases):
         length = rng.choice([1, 2, 3, 5, 8, 13])
