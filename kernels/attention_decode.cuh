@@ -1,0 +1,50 @@
+// Paged GQA decode attention (flash decoding): one (or a few) query rows per sequence against its whole
+// KV cache, the KV sequence split across CTAs when the batch alone cannot fill the GPU.
+//
+// Semantics: fc::attention_ref (kernels/attention.h) restricted to small n_q: every sequence's n_q must
+// be <= plan.max_q_per_seq (n_q = 1 for plain decode; a few for speculative / multi-token steps; the
+// rows are causal like in prefill). All query heads of one kv head (the GQA group) share each K/V read.
+//
+// Supported: head_dim 64 and 128; any q_heads / kv_heads ratio; any block_size >= 1; scale > 0; the
+// same 16-byte alignment rules as attention_prefill.
+//
+// Split-KV, CUDA-graph friendly: the plan fixes only the number of splits (the grid). Each CTA derives
+// its key range on the device from seq_lens, so a captured graph stays correct as sequences grow;
+// re-plan (and re-capture) only to change the split count. With num_splits > 1 each split writes a
+// partial (normalized fp32 output, log-sum-exp) to the workspace and a second kernel merges them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "kernels/attention.h"
+#include "kernels/cuda_utils.cuh"
+
+namespace fc {
+
+struct AttentionDecodePlan {
+  int num_splits = 1;      // KV splits per (sequence, kv head); 1 = no workspace, no merge kernel
+  int max_q_per_seq = 1;   // upper bound on any sequence's n_q
+};
+
+// Chooses the split count from the host copy of seq_lens: enough CTAs to fill `num_sms` SMs at the
+// kernel's occupancy, never more than max_splits, never splits shorter than 128 keys. num_sms <= 0:
+// read it from the current device.
+AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_seqs, int max_q_per_seq,
+                                          const AttentionShape& shape, int max_splits, int num_sms = 0);
+
+// Workspace bytes for split partials: total_q rows x q_heads x num_splits x (head_dim + 1) floats.
+// 0 when num_splits == 1.
+size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits);
+
+// batch: DEVICE pointers; total_q = cu_seqlens_q[num_seqs] (host value, sizes the merge grid).
+// q / out / pools as in attention_prefill. workspace: >= attention_decode_workspace_bytes(total_q,
+// q_heads, head_dim, plan.num_splits) bytes of device memory (may be null when num_splits == 1), its
+// contents need no initialization. Asynchronous on `stream`; never synchronizes.
+void attention_decode(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
+                      int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
+                      bf16* out, int64_t out_row_stride, const AttentionDecodePlan& plan, void* workspace,
+                      size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace fc

@@ -1,0 +1,433 @@
+// Causal GQA prefill over the paged KV cache: FlashAttention-2 on mma.sync m16n8k16 (bf16 -> fp32).
+//
+// Work split. A CTA owns one kv head and a tile of kTileQ "packed rows" of one sequence; packed row
+// p = qi * group + g is query qi of the sequence for query head kv_head * group + g. Packing the GQA
+// group into the M dimension (as FlashInfer does) means every K/V tile read from the cache serves all
+// group query heads, so L2 -> SM traffic is 1/group of a head-per-CTA kernel, and a short chunk (few
+// queries) still fills the tile. Each of the 4 warps owns 32 packed rows (two m16 tiles): two rows of
+// fragments per B fragment halves the shared-memory traffic per MMA compared with 16 rows per warp,
+// which on Hopper is what bounds an mma.sync kernel (ldmatrix bytes per FLOP).
+//
+// Pipeline. K and V tiles of kTileKV keys are gathered row by row through the block table with 16-byte
+// cp.async into a 2-stage buffer: tile j+1 is in flight while tile j is computed. The block-table
+// entries for tile j+2 are read into a register during tile j and published to shared memory at its
+// end, so no load ever waits on a dependent global read. Keys past the causal limit are zero-filled
+// (never read), which keeps NaN-poisoned or stale cache slots out of P V.
+//
+// Scheduling. The grid is 1-D over (query tile, kv head) with kv heads fastest; each CTA finds its
+// sequence by scanning cu_seqlens_q with one warp. Within a sequence tiles run last-first: the
+// latest queries see the most keys, so the heavy CTAs start first and the tail is short.
+#include <cfloat>
+
+#include "kernels/attention_common.cuh"
+#include "kernels/attention_prefill.cuh"
+
+namespace fc {
+namespace {
+
+using namespace fc::attn;
+
+struct PrefillParams {
+  const bf16* q;
+  const bf16* k_pool;
+  const bf16* v_pool;
+  bf16* out;
+  const int32_t* cu_seqlens_q;  // (num_seqs + 1)
+  const int32_t* seq_lens;      // (num_seqs)
+  const int32_t* block_tables;  // (num_seqs, max_blocks_per_seq)
+  int64_t q_row_stride;         // elements
+  int64_t out_row_stride;       // elements
+  int64_t kv_block_stride;      // elements between physical blocks
+  int64_t kv_head_stride;       // elements between kv heads inside a block
+  int num_seqs;
+  int max_blocks_per_seq;
+  int block_size;
+  int kv_heads;
+  int group;         // q_heads / kv_heads
+  float scale_log2;  // softmax scale * log2(e): exp(x * scale) = exp2(x * scale_log2)
+};
+
+template <int kHeadDim_>
+struct PrefillTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kMTiles = 2;                     // m16 tiles per warp
+  static constexpr int kTileQ = kWarps * kMTiles * 16;  // packed rows per CTA
+  static constexpr int kTileKV = 64;                    // keys per pipeline stage
+  static constexpr int kStages = 2;
+  static constexpr int kChunks = kHeadDim / 8;       // 16-byte chunks per row
+  static constexpr int kKSteps = kHeadDim / 16;      // k steps of S = Q K^T
+  static constexpr int kSubKV = 32;                  // keys per softmax step (S registers)
+  static constexpr int kSubNTiles = kSubKV / 8;      // n8 tiles of S
+  static constexpr int kDTiles = kHeadDim / 8;       // n8 tiles of O
+  static constexpr int kRowsPerPass = kThreads / kChunks;  // rows one cp.async sweep of the CTA covers
+
+  static constexpr int kQBytes = kTileQ * kHeadDim * 2;
+  static constexpr int kKVTileBytes = kTileKV * kHeadDim * 2;
+  static constexpr int kOffsetBytes = kStages * kTileKV * 8;
+  static constexpr int kRowBytes = kHeadDim * 2;
+  // + tile lookup result (8 bytes, padded) + up to 1 KB lost to aligning the base.
+  static constexpr int kSmemBytes = kQBytes + 2 * kStages * kKVTileBytes + kOffsetBytes + 16 + 1024;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
+  static_assert(kThreads % kChunks == 0 && kTileKV % kRowsPerPass == 0 && kTileQ % kRowsPerPass == 0,
+                "cp.async sweeps must tile the Q and KV tiles exactly");
+  static_assert(kTileKV <= kThreads, "one thread per key publishes the next tile's row offsets");
+  static_assert(kRowsPerPass % 8 == 0, "a copy sweep keeps each thread's swizzle phase (row % 8)");
+  static_assert(kTileKV % kSubKV == 0 && kSubKV % 16 == 0, "P V consumes keys 16 at a time");
+  static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM must fit in Hopper's 227 KB");
+};
+
+// Which (sequence, query tile) blockIdx's tile_linear is: warp 0 scans cu_seqlens_q 32 sequences at a
+// time. Writes seq = -1 for the padding CTAs past the last tile.
+__device__ __forceinline__ void find_tile(const PrefillParams& p, int tile_q, int tile_linear, int lane,
+                                          int* seq_out, int* tile_out) {
+  int remaining = tile_linear;
+  int seq = -1, tile = 0;
+  for (int base = 0; base < p.num_seqs; base += 32) {
+    const int s = base + lane;
+    int tiles = 0;
+    if (s < p.num_seqs) tiles = (((p.cu_seqlens_q[s + 1] - p.cu_seqlens_q[s]) * p.group) + tile_q - 1) / tile_q;
+    int inclusive = tiles;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, inclusive, o);
+      if (lane >= o) inclusive += v;
+    }
+    const int total = __shfl_sync(0xffffffffu, inclusive, 31);
+    if (remaining < total) {
+      const unsigned hit = __ballot_sync(0xffffffffu, inclusive > remaining);
+      const int src = __ffs(hit) - 1;
+      const int exclusive = __shfl_sync(0xffffffffu, inclusive - tiles, src);
+      seq = base + src;
+      tile = remaining - exclusive;
+      break;
+    }
+    remaining -= total;
+  }
+  if (lane == 0) {
+    *seq_out = seq;
+    *tile_out = tile;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const __grid_constant__ PrefillParams p) {
+  constexpr int D = T::kHeadDim;
+  using Tile = SwizzledTile<D>;
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  // 1024-byte aligned base: the ldmatrix addresses below XOR the chunk index into the address bits.
+  uint8_t* const smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  uint8_t* const smem_q = smem;
+  uint8_t* const smem_k = smem + T::kQBytes;
+  uint8_t* const smem_v = smem_k + T::kStages * T::kKVTileBytes;
+  int64_t* const smem_off = reinterpret_cast<int64_t*>(smem_v + T::kStages * T::kKVTileBytes);  // [stage][key]
+  int* const s_seq = reinterpret_cast<int*>(smem_off + T::kStages * T::kTileKV);
+  int* const s_tile = s_seq + 1;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int kv_head = blockIdx.x % p.kv_heads;
+  if (warp == 0) find_tile(p, T::kTileQ, blockIdx.x / p.kv_heads, lane, s_seq, s_tile);
+  __syncthreads();
+  const int seq = *s_seq;
+  if (seq < 0) return;
+
+  const int group = p.group;
+  const int q_begin = p.cu_seqlens_q[seq];
+  const int n_q = p.cu_seqlens_q[seq + 1] - q_begin;
+  const int seq_len = p.seq_lens[seq];
+  const int packed_rows = n_q * group;
+  const int tile = (packed_rows + T::kTileQ - 1) / T::kTileQ - 1 - *s_tile;  // last tile first
+  const int row0 = tile * T::kTileQ;
+  const int rows_valid = min(T::kTileQ, packed_rows - row0);
+  const int prefix = seq_len - n_q;  // keys before the first query of the sequence
+  const int min_qpos = prefix + row0 / group;
+  const int max_qpos = prefix + (row0 + rows_valid - 1) / group;
+  const int n_kv = max_qpos + 1;  // keys this tile needs: [0, max_qpos]
+  const int n_kv_tiles = (n_kv + T::kTileKV - 1) / T::kTileKV;
+  const int32_t* const block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+  const int64_t head_offset = static_cast<int64_t>(kv_head) * p.kv_head_stride;
+
+  // Element offset of `key` in the pools, -1 past the causal limit (zero-filled, never read).
+  auto key_offset = [&](int key, int physical_block) -> int64_t {
+    if (key >= n_kv) return -1;
+    const int in_block = key - (key / p.block_size) * p.block_size;
+    return static_cast<int64_t>(physical_block) * p.kv_block_stride + head_offset +
+           static_cast<int64_t>(in_block) * D;
+  };
+  auto load_block_id = [&](int key) -> int { return key < n_kv ? __ldg(block_table + key / p.block_size) : 0; };
+
+  // ---- prologue: Q tile, row offsets of KV tiles 0 and 1, KV tile 0 ----
+  const uint32_t q_base = smem_addr(smem_q);
+  // This thread's cp.async slot: chunk tid % kChunks of rows tid / kChunks + i * kRowsPerPass.
+  const uint32_t copy_offset = Tile::offset(tid / T::kChunks, tid % T::kChunks);
+#pragma unroll
+  for (int i = 0; i < T::kTileQ / T::kRowsPerPass; ++i) {
+    const int r = tid / T::kChunks + i * T::kRowsPerPass, c = tid % T::kChunks;
+    const bool valid = r < rows_valid;
+    const bf16* src = p.q;
+    if (valid) {
+      const int qi = (row0 + r) / group;
+      const int head = kv_head * group + (row0 + r - qi * group);
+      src = p.q + static_cast<int64_t>(q_begin + qi) * p.q_row_stride + head * D + c * 8;
+    }
+    cp_async_16(q_base + copy_offset + i * T::kRowsPerPass * T::kRowBytes, src, valid);
+  }
+  if (tid < T::kTileKV) {
+    smem_off[tid] = key_offset(tid, load_block_id(tid));
+    smem_off[T::kTileKV + tid] = key_offset(T::kTileKV + tid, load_block_id(T::kTileKV + tid));
+  }
+  __syncthreads();
+
+  auto load_kv_tile = [&](int stage) {
+    const uint32_t k_base = smem_addr(smem_k + stage * T::kKVTileBytes);
+    const uint32_t v_base = smem_addr(smem_v + stage * T::kKVTileBytes);
+    const int64_t* offsets = smem_off + stage * T::kTileKV;
+#pragma unroll
+    for (int i = 0; i < T::kTileKV / T::kRowsPerPass; ++i) {
+      const int r = tid / T::kChunks + i * T::kRowsPerPass, c = tid % T::kChunks;
+      const int64_t off = offsets[r];
+      const bool valid = off >= 0;
+      const int64_t src = valid ? off + c * 8 : 0;
+      const uint32_t dst = copy_offset + i * T::kRowsPerPass * T::kRowBytes;
+      cp_async_16(k_base + dst, p.k_pool + src, valid);
+      cp_async_16(v_base + dst, p.v_pool + src, valid);
+    }
+  };
+  load_kv_tile(0);
+  cp_async_commit();
+
+  // ---- per-thread row state: rows warp*32 + mt*16 + lane/4 + 8h ----
+  int qpos[T::kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < T::kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // Rows past the end compute like the last valid row (finite, never written).
+      const int r = min(warp * 32 + mt * 16 + lane / 4 + 8 * h, rows_valid - 1);
+      qpos[mt][h] = prefix + (row0 + r) / group;
+    }
+  }
+  float o[T::kMTiles][T::kDTiles][4];
+  float row_max[T::kMTiles][2], row_sum[T::kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < T::kMTiles; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < T::kDTiles; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.f;
+    row_max[mt][0] = row_max[mt][1] = -INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.f;
+  }
+  const float scale_log2 = p.scale_log2;
+
+  for (int j = 0; j < n_kv_tiles; ++j) {
+    const int stage = j & 1;
+    cp_async_wait<0>();
+    __syncthreads();  // tile j is visible to all; everybody is done with the other stage
+    if (j + 1 < n_kv_tiles) load_kv_tile(stage ^ 1);
+    cp_async_commit();
+    // Block ids of tile j+2, published at the end of this iteration into this stage's offset slots.
+    const int next_key = (j + 2) * T::kTileKV + tid;
+    int next_block = 0;
+    if (tid < T::kTileKV) next_block = load_block_id(next_key);
+
+    const int kv0 = j * T::kTileKV;
+    // ldmatrix lane addresses (see SwizzledTile::lane_offset): Q rows warp*32 + lane%16, chunk bit lane/16;
+    // K rows lane%8 + 8*(lane/16), chunk bit (lane/8)%2; V rows lane%8 + 8*((lane/8)%2), chunk bit lane/16.
+    const uint32_t q_lane = opaque(q_base) + Tile::lane_offset(warp * 32 + lane % 16, lane / 16);
+    const uint32_t k_lane =
+        smem_addr(smem_k + stage * T::kKVTileBytes) + Tile::lane_offset(lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+    const uint32_t v_lane =
+        smem_addr(smem_v + stage * T::kKVTileBytes) + Tile::lane_offset(lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
+
+    // The 64-key tile is computed in two 32-key steps: S for 32 keys is 32 fp32 registers instead of
+    // 64, which keeps the kernel under 255 registers without spills (O alone is 128).
+#pragma unroll 1
+    for (int sub = 0; sub < T::kTileKV / T::kSubKV; ++sub) {
+      // S = Q K^T  (32 rows x kSubKV keys per warp)
+      float s[T::kMTiles][T::kSubNTiles][4];
+  #pragma unroll
+      for (int mt = 0; mt < T::kMTiles; ++mt)
+  #pragma unroll
+        for (int nt = 0; nt < T::kSubNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+  #pragma unroll
+      for (int kk = 0; kk < T::kKSteps; ++kk) {
+        uint32_t a[T::kMTiles][4];
+  #pragma unroll
+        for (int mt = 0; mt < T::kMTiles; ++mt) {
+          ldmatrix_x4((q_lane ^ Tile::step_xor(kk)) + mt * 16 * T::kRowBytes, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+        }
+  #pragma unroll
+        for (int np = 0; np < T::kSubNTiles / 2; ++np) {
+          uint32_t b0, b1, b2, b3;
+          ldmatrix_x4((k_lane ^ Tile::step_xor(kk)) + (sub * T::kSubKV + np * 16) * T::kRowBytes, b0, b1, b2, b3);
+  #pragma unroll
+          for (int mt = 0; mt < T::kMTiles; ++mt) {
+            mma_bf16_16816(s[mt][2 * np], a[mt], b0, b1);
+            mma_bf16_16816(s[mt][2 * np + 1], a[mt], b2, b3);
+          }
+        }
+      }
+
+      // Causal mask, only on tiles that reach past the earliest query of the CTA.
+      if (kv0 + (sub + 1) * T::kSubKV - 1 > min_qpos) {
+  #pragma unroll
+        for (int mt = 0; mt < T::kMTiles; ++mt)
+  #pragma unroll
+          for (int nt = 0; nt < T::kSubNTiles; ++nt)
+  #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int key = kv0 + sub * T::kSubKV + nt * 8 + 2 * (lane % 4) + (e & 1);
+              if (key > qpos[mt][e >> 1]) s[mt][nt][e] = -INFINITY;
+            }
+      }
+
+      // Online softmax (base 2). A row whose keys are all masked so far keeps max -inf; it then uses 0
+      // as its reference so that exp2(-inf - ref) = 0 rather than NaN.
+  #pragma unroll
+      for (int mt = 0; mt < T::kMTiles; ++mt) {
+  #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+  #pragma unroll
+          for (int nt = 0; nt < T::kSubNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float m_new = fmaxf(row_max[mt][h], mx * scale_log2);
+          const float m_ref = m_new == -INFINITY ? 0.f : m_new;
+          const float alpha = exp2_approx(row_max[mt][h] - m_ref);
+          row_max[mt][h] = m_new;
+          float sum = 0.f;
+  #pragma unroll
+          for (int nt = 0; nt < T::kSubNTiles; ++nt) {
+  #pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float pv = exp2_approx(fmaf(s[mt][nt][2 * h + e], scale_log2, -m_ref));
+              s[mt][nt][2 * h + e] = pv;
+              sum += pv;
+            }
+          }
+          row_sum[mt][h] = row_sum[mt][h] * alpha + sum;  // per-thread partial; quad-reduced at the end
+  #pragma unroll
+          for (int dt = 0; dt < T::kDTiles; ++dt) {
+            o[mt][dt][2 * h] *= alpha;
+            o[mt][dt][2 * h + 1] *= alpha;
+          }
+        }
+      }
+
+      // O += P V, P straight from the S registers (bf16), V via ldmatrix.trans.
+  #pragma unroll
+      for (int kk = 0; kk < T::kSubKV / 16; ++kk) {
+        uint32_t a[T::kMTiles][4];
+  #pragma unroll
+        for (int mt = 0; mt < T::kMTiles; ++mt) {
+          a[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          a[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          a[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          a[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+  #pragma unroll
+        for (int dp = 0; dp < T::kDTiles / 2; ++dp) {
+          uint32_t b0, b1, b2, b3;
+          ldmatrix_x4_trans((v_lane ^ Tile::step_xor(dp)) + (sub * T::kSubKV + kk * 16) * T::kRowBytes, b0, b1, b2, b3);
+  #pragma unroll
+          for (int mt = 0; mt < T::kMTiles; ++mt) {
+            mma_bf16_16816(o[mt][2 * dp], a[mt], b0, b1);
+            mma_bf16_16816(o[mt][2 * dp + 1], a[mt], b2, b3);
+          }
+        }
+      }
+    }
+
+    if (tid < T::kTileKV) smem_off[stage * T::kTileKV + tid] = key_offset(next_key, next_block);
+  }
+
+  // ---- epilogue: normalize, stage this warp's 32 rows in its own (now unused) Q rows, 16-byte stores ----
+  __syncwarp();  // every lane's last ldmatrix of these Q rows is done before any lane overwrites them
+#pragma unroll
+  for (int mt = 0; mt < T::kMTiles; ++mt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = row_sum[mt][h];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = 1.f / l;  // l >= 1: the row's max element contributes exp2(0)
+      const int r = warp * 32 + mt * 16 + lane / 4 + 8 * h;
+#pragma unroll
+      for (int dt = 0; dt < T::kDTiles; ++dt) {
+        const uint32_t v = pack_bf16x2(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+        *reinterpret_cast<uint32_t*>(smem_q + Tile::offset(r, dt) + 4 * (lane % 4)) = v;
+      }
+    }
+  }
+  __syncwarp();
+  // Re-derive the tile's placement instead of keeping it in registers across the key loop (where it
+  // would be spilled: the loop needs all 255).
+  const int e_seq = *static_cast<volatile int*>(s_seq);
+  const int e_q_begin = p.cu_seqlens_q[e_seq];
+  const int e_packed_rows = (p.cu_seqlens_q[e_seq + 1] - e_q_begin) * p.group;
+  const int e_row0 = ((e_packed_rows + T::kTileQ - 1) / T::kTileQ - 1 - *static_cast<volatile int*>(s_tile)) * T::kTileQ;
+  const int e_rows_valid = min(T::kTileQ, e_packed_rows - e_row0);
+  const int e_head0 = static_cast<int>(blockIdx.x % p.kv_heads) * p.group;
+#pragma unroll
+  for (int i = 0; i < 32 * T::kChunks / 32; ++i) {
+    const int idx = lane + 32 * i;
+    const int r = warp * 32 + idx / T::kChunks, c = idx % T::kChunks;
+    if (r < e_rows_valid) {
+      const int qi = (e_row0 + r) / p.group;
+      const int head = e_head0 + (e_row0 + r - qi * p.group);
+      const uint4 v = *reinterpret_cast<const uint4*>(smem_q + Tile::offset(r, c));
+      *reinterpret_cast<uint4*>(p.out + static_cast<int64_t>(e_q_begin + qi) * p.out_row_stride + head * D + c * 8) = v;
+    }
+  }
+}
+
+template <int kHeadDim>
+void launch_prefill(const PrefillParams& params, int total_q, cudaStream_t stream) {
+  using T = PrefillTraits<kHeadDim>;
+  auto kernel = attention_prefill_kernel<T>;
+  static const bool configured = [&] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+    return true;
+  }();
+  (void)configured;
+  // Upper bound on the number of query tiles: each sequence adds at most one partial tile.
+  const int64_t tiles = (static_cast<int64_t>(total_q) * params.group + T::kTileQ - 1) / T::kTileQ + params.num_seqs;
+  const int64_t blocks = tiles * params.kv_heads;
+  if (blocks > 0x7fffffff) fail("attention_prefill: {} CTAs exceed the grid limit", blocks);
+  attention_prefill_kernel<T><<<static_cast<unsigned>(blocks), T::kThreads, T::kSmemBytes, stream>>>(params);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void attention_prefill(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
+                       int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
+                       bf16* out, int64_t out_row_stride, cudaStream_t stream) {
+  check_attention_args("attention_prefill", batch, shape, q, q_row_stride, k_pool, v_pool, layout, out,
+                       out_row_stride);
+  if (total_q < 0) fail("attention_prefill: total_q {} < 0", total_q);
+  if (total_q == 0 || batch.num_seqs == 0) return;
+  PrefillParams params{};
+  params.q = q;
+  params.k_pool = k_pool;
+  params.v_pool = v_pool;
+  params.out = out;
+  params.cu_seqlens_q = batch.cu_seqlens_q;
+  params.seq_lens = batch.seq_lens;
+  params.block_tables = batch.block_tables;
+  params.q_row_stride = q_row_stride;
+  params.out_row_stride = out_row_stride;
+  params.kv_block_stride = layout.block_stride();
+  params.kv_head_stride = layout.head_stride();
+  params.num_seqs = batch.num_seqs;
+  params.max_blocks_per_seq = batch.max_blocks_per_seq;
+  params.block_size = layout.block_size;
+  params.kv_heads = shape.kv_heads;
+  params.group = shape.q_heads / shape.kv_heads;
+  params.scale_log2 = shape.scale * kLog2e;
+  FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { launch_prefill<kHeadDim>(params, total_q, stream); });
+}
+
+}  // namespace fc

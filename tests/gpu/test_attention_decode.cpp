@@ -1,0 +1,106 @@
+// kernels/attention_decode.cu (split-KV flash decoding + merge) against fc::attention_ref (see
+// attention_test_case.h for the traps and the tolerance). The split workspace is NaN-poisoned before
+// every run: a merge that touched an empty split's partial output would turn the result NaN.
+#include <catch2/catch.hpp>
+
+#include "kernels/attention_decode.cuh"
+#include "tests/gpu/attention_test_case.h"
+
+namespace fc::test {
+namespace {
+
+constexpr int kMaxSplits = 64;
+
+// num_splits <= 0: let the plan choose from the lengths and the device's SM count.
+void run_decode_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim, int block_size,
+                     const std::vector<int>& seq_lens, int n_q, int num_splits) {
+  const std::vector<int> n_qs(seq_lens.size(), n_q);
+  AttentionCase c = make_attention_case(rng, q_heads, kv_heads, head_dim, block_size, seq_lens, n_qs);
+  AttentionDecodePlan plan =
+      attention_decode_plan(c.seq_lens.data(), c.num_seqs(), n_q, c.shape(), kMaxSplits);
+  if (num_splits > 0) plan.num_splits = num_splits;
+  INFO("q_heads " << q_heads << " kv_heads " << kv_heads << " head_dim " << head_dim << " block_size " << block_size
+                  << " splits " << plan.num_splits << " batch " << describe_lens(seq_lens, n_qs));
+  const size_t workspace_bytes = attention_decode_workspace_bytes(c.total_q, q_heads, head_dim, plan.num_splits);
+  GuardedBuffer workspace(std::max<size_t>(workspace_bytes, 16));  // poisoned: NaN floats
+  GuardedBuffer out = make_attention_output(c);
+  attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
+                   out.as<bf16>(), c.out_row_stride, plan, workspace.get(), workspace_bytes, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  check_attention_output(c, out);
+  CHECK(workspace.sentinel_intact());
+}
+
+}  // namespace
+
+TEST_CASE("attention_decode matches attention_ref", "[gpu][attention]") {
+  const int head_dim = GENERATE(64, 128);
+  const int block_size = GENERATE(1, 16);
+  const auto heads = GENERATE(std::make_pair(4, 4), std::make_pair(8, 2), std::make_pair(16, 2));
+  // 1: unsplit; 3 and 7: forced (7 leaves short sequences with empty splits); 0: the plan's choice.
+  const int num_splits = GENERATE(1, 3, 7, 0);
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  run_decode_case(rng, heads.first, heads.second, head_dim, block_size,
+                  {1, 3, 54, 97, 129, 257, 16, 17, 64, 65, 1000, 2049}, 1, num_splits);
+}
+
+TEST_CASE("attention_decode long single sequence, split by the plan", "[gpu][attention]") {
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  run_decode_case(rng, 32, 8, 128, 16, {8191}, 1, 0);
+  run_decode_case(rng, 32, 8, 128, 1, {4097}, 1, 0);
+}
+
+TEST_CASE("attention_decode with a few query rows per sequence", "[gpu][attention]") {
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  const int num_splits = GENERATE(1, 5);
+  run_decode_case(rng, 8, 2, 128, 16, {3, 54, 257, 1000}, 2, num_splits);   // 8 packed rows
+  run_decode_case(rng, 16, 2, 64, 16, {4, 97, 513}, 3, num_splits);        // 24 rows: two row tiles
+  run_decode_case(rng, 4, 4, 128, 1, {5, 129, 300}, 4, num_splits);        // MHA, 4 rows
+}
+
+TEST_CASE("attention_decode quick", "[gpu][attention][quick]") {
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  run_decode_case(rng, 8, 2, 128, 16, {1, 97, 300}, 1, 1);
+  run_decode_case(rng, 8, 2, 128, 16, {1, 97, 300}, 1, 4);
+  run_decode_case(rng, 8, 4, 64, 1, {33, 200}, 2, 3);
+}
+
+TEST_CASE("attention_decode_plan splits only when the batch cannot fill the GPU", "[gpu][attention]") {
+  const AttentionShape shape{32, 8, 128, 0.088f};
+  const std::vector<int32_t> one_long = {32768};
+  const AttentionDecodePlan a = attention_decode_plan(one_long.data(), 1, 1, shape, kMaxSplits, 132);
+  CHECK(a.num_splits >= 16);
+  CHECK(a.num_splits <= kMaxSplits);
+  const std::vector<int32_t> many(64, 4096);
+  CHECK(attention_decode_plan(many.data(), 64, 1, shape, kMaxSplits, 132).num_splits == 1);
+  CHECK(attention_decode_plan(one_long.data(), 1, 1, shape, 4, 132).num_splits == 4);
+  const std::vector<int32_t> one_short = {100};
+  CHECK(attention_decode_plan(one_short.data(), 1, 1, shape, kMaxSplits, 132).num_splits == 1);
+  CHECK(attention_decode_workspace_bytes(3, 32, 128, 1) == 0);
+  CHECK(attention_decode_workspace_bytes(3, 32, 128, 5) == size_t{3} * 32 * 5 * 129 * 4);
+}
+
+TEST_CASE("attention_decode refuses a missing or short workspace", "[gpu][attention]") {
+  std::mt19937 rng(2);
+  AttentionCase c = make_attention_case(rng, 8, 2, 64, 16, {40}, {1});
+  GuardedBuffer out = make_attention_output(c);
+  AttentionDecodePlan plan;
+  plan.num_splits = 4;
+  CHECK_THROWS_AS(attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(),
+                                   c.layout(), out.as<bf16>(), c.out_row_stride, plan, nullptr, 0, nullptr),
+                  Error);
+  GuardedBuffer small(64);
+  CHECK_THROWS_AS(attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(),
+                                   c.layout(), out.as<bf16>(), c.out_row_stride, plan, small.get(), 64, nullptr),
+                  Error);
+}
+
+}  // namespace fc::test
