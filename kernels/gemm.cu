@@ -5,6 +5,9 @@
 // with its GEMV-like kernels.
 #include "kernels/gemm.cuh"
 
+#include <algorithm>
+#include <limits>
+
 #include "core/error.h"
 
 namespace fc {
@@ -16,6 +19,8 @@ int alignment_bytes(const void* p) {
   while (bytes > 1 && address % bytes != 0) bytes /= 2;
   return bytes;
 }
+
+const char* type_name(cudaDataType_t t) { return t == CUDA_R_32F ? "fp32" : "bf16"; }
 
 }  // namespace
 
@@ -34,52 +39,78 @@ Gemm::~Gemm() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
-const Gemm::Plan& Gemm::plan(const Key& key) {
+Gemm::Key Gemm::make_key(const void* x, const void* w, const void* out, cudaDataType_t out_type, int rows,
+                         int in_dim, int out_dim) const {
+  if (rows < 0 || in_dim <= 0 || out_dim < 0) fail("Gemm: bad shape ({}, {}) @ ({}, {})^T", rows, in_dim, out_dim, in_dim);
+  if (out_type != CUDA_R_16BF && out_type != CUDA_R_32F) fail("Gemm: output dtype must be bf16 or fp32");
+  const Key key{rows, in_dim, out_dim, static_cast<int>(out_type), alignment_bytes(x), alignment_bytes(w),
+                alignment_bytes(out)};
+  if (std::get<4>(key) < 16 || std::get<5>(key) < 16 || std::get<6>(key) < 16) {
+    fail("Gemm: pointers must be 16-byte aligned (x {}, w {}, out {})", x, w, out);
+  }
+  return key;
+}
+
+std::vector<cublasLtMatmulHeuristicResult_t> Gemm::heuristics(const Plan& p, const Key& key, int count) {
+  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out] = key;
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t workspace_bytes = workspace_.bytes();
+  const uint32_t a_align = align_w, b_align = align_x, c_align = align_out;
+  std::vector<cublasLtMatmulHeuristicResult_t> results(count);
+  int found = 0;
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                               &workspace_bytes, sizeof workspace_bytes);
+  // The heuristic otherwise assumes 256-byte aligned pointers and may pick a kernel that needs them.
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, const uint32_t*> aligns[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_align},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_align},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_align},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_align}};
+  for (const auto& [attr, value] : aligns) {
+    if (status == CUBLAS_STATUS_SUCCESS) status = cublasLtMatmulPreferenceSetAttribute(pref, attr, value, sizeof *value);
+  }
+  if (status == CUBLAS_STATUS_SUCCESS) {
+    status = cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, count, results.data(), &found);
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  CUBLAS_CHECK(status);
+  results.resize(found);
+  return results;
+}
+
+Gemm::Plan& Gemm::plan(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
 
   const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out] = key;
   const auto out_type = static_cast<cudaDataType_t>(out_type_int);
   Plan p;
-  CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
-  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
-  // Stored shapes (before the op): A = W' is in x out, B = X' is in x rows, C = D is out x rows.
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, in_dim, out_dim, in_dim));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, in_dim, rows, in_dim));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, out_dim, rows, out_dim));
-
-  cublasLtMatmulPreference_t pref = nullptr;
-  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const size_t workspace_bytes = workspace_.bytes();
-  const uint32_t a_align = align_w, b_align = align_x, c_align = align_out;
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                    &workspace_bytes, sizeof workspace_bytes));
-  // The heuristic otherwise assumes 256-byte aligned pointers and may pick a kernel that needs them.
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &a_align,
-                                                    sizeof a_align));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_align,
-                                                    sizeof b_align));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_align,
-                                                    sizeof c_align));
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_align,
-                                                    sizeof c_align));
-  cublasLtMatmulHeuristicResult_t result{};
-  int found_count = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found_count);
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (status != CUBLAS_STATUS_SUCCESS || found_count == 0) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.c);
-    cublasLtMatmulDescDestroy(p.op);
-    CUBLAS_CHECK(status);
-    fail("cuBLASLt has no algorithm for bf16 x ({}, {}) @ w^T ({}, {}) -> {} (alignments x {} w {} out {} bytes)",
-         rows, in_dim, out_dim, in_dim, out_type == CUDA_R_32F ? "fp32" : "bf16", align_x, align_w, align_out);
+  auto destroy = [&p] {
+    if (p.a != nullptr) cublasLtMatrixLayoutDestroy(p.a);
+    if (p.b != nullptr) cublasLtMatrixLayoutDestroy(p.b);
+    if (p.c != nullptr) cublasLtMatrixLayoutDestroy(p.c);
+    if (p.op != nullptr) cublasLtMatmulDescDestroy(p.op);
+  };
+  try {
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+    // Stored shapes (before the op): A = W' is in x out, B = X' is in x rows, C = D is out x rows.
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, in_dim, out_dim, in_dim));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, in_dim, rows, in_dim));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, out_dim, rows, out_dim));
+    const std::vector<cublasLtMatmulHeuristicResult_t> results = heuristics(p, key, 1);
+    if (results.empty()) {
+      fail("cuBLASLt has no algorithm for bf16 x ({}, {}) @ w^T ({}, {}) -> {} (alignments x {} w {} out {} bytes)",
+           rows, in_dim, out_dim, in_dim, type_name(out_type), align_x, align_w, align_out);
+    }
+    p.algo = results[0].algo;
+  } catch (...) {
+    destroy();
+    throw;
   }
-  p.algo = result.algo;
   return plans_.emplace(key, p).first->second;
 }
 
@@ -91,16 +122,57 @@ void Gemm::prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type) {
 void Gemm::run(const void* x, const void* w, void* out, cudaDataType_t out_type, int rows, int in_dim,
                int out_dim, cudaStream_t stream, GemmMode mode) {
   if (rows == 0 || out_dim == 0) return;
-  if (rows < 0 || in_dim <= 0 || out_dim < 0) fail("Gemm: bad shape ({}, {}) @ ({}, {})^T", rows, in_dim, out_dim, in_dim);
-  const Key key{rows, in_dim, out_dim, static_cast<int>(out_type), alignment_bytes(x), alignment_bytes(w),
-                alignment_bytes(out)};
-  if (std::get<4>(key) < 16 || std::get<5>(key) < 16 || std::get<6>(key) < 16) {
-    fail("Gemm: pointers must be 16-byte aligned (x {}, w {}, out {})", x, w, out);
-  }
-  const Plan& p = plan(key);
+  const Plan& p = plan(make_key(x, w, out, out_type, rows, in_dim, out_dim));
   const float alpha = 1.0f, beta = mode == GemmMode::kAccumulate ? 1.0f : 0.0f;
   CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
                               workspace_.get(), workspace_.bytes(), stream));
+}
+
+double Gemm::tune_impl(const void* x, const std::vector<const bf16*>& weights, void* out, cudaDataType_t out_type,
+                       int rows, int in_dim, int out_dim, cudaStream_t stream, int candidates) {
+  if (weights.empty()) fail("Gemm::tune needs at least one weight matrix");
+  if (rows == 0 || out_dim == 0) return 0.0;
+  const Key key = make_key(x, weights[0], out, out_type, rows, in_dim, out_dim);
+  for (const bf16* w : weights) {
+    if (alignment_bytes(w) < std::get<5>(key)) fail("Gemm::tune: weights must share the first one's alignment");
+  }
+  Plan& p = plan(key);
+  const std::vector<cublasLtMatmulHeuristicResult_t> results = heuristics(p, key, candidates);
+  const int calls = std::max<int>(20, static_cast<int>(weights.size()));
+  const float alpha = 1.0f, beta = 0.0f;
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  double best_us = std::numeric_limits<double>::infinity();
+  cublasLtMatmulAlgo_t best = p.algo;
+  // Each candidate is timed twice (two batches of `calls`), keeping its faster batch: a one-off stall
+  // of the machine then cannot decide the ranking.
+  for (const cublasLtMatmulHeuristicResult_t& r : results) {
+    if (r.state != CUBLAS_STATUS_SUCCESS) continue;
+    auto launch = [&](int i) {
+      return cublasLtMatmul(handle_, p.op, &alpha, weights[i % weights.size()], p.a, x, p.b, &beta, out, p.c, out,
+                            p.c, &r.algo, workspace_.get(), workspace_.bytes(), stream);
+    };
+    if (launch(0) != CUBLAS_STATUS_SUCCESS) continue;  // an algorithm that refuses this problem is skipped
+    double candidate_us = std::numeric_limits<double>::infinity();
+    for (int batch = 0; batch < 2; ++batch) {
+      CUDA_CHECK(cudaEventRecord(start, stream));
+      for (int i = 0; i < calls; ++i) CUBLAS_CHECK(launch(i));
+      CUDA_CHECK(cudaEventRecord(stop, stream));
+      CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      candidate_us = std::min(candidate_us, 1e3 * ms / calls);
+    }
+    if (candidate_us < best_us) {
+      best_us = candidate_us;
+      best = r.algo;
+    }
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  p.algo = best;
+  return best_us;
 }
 
 void Gemm::matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t stream,
@@ -111,6 +183,16 @@ void Gemm::matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim,
 void Gemm::matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim,
                   cudaStream_t stream, GemmMode mode) {
   run(x, w, out, CUDA_R_32F, rows, in_dim, out_dim, stream, mode);
+}
+
+double Gemm::tune(const bf16* x, const std::vector<const bf16*>& weights, bf16* out, int rows, int in_dim,
+                  int out_dim, cudaStream_t stream, int candidates) {
+  return tune_impl(x, weights, out, CUDA_R_16BF, rows, in_dim, out_dim, stream, candidates);
+}
+
+double Gemm::tune(const bf16* x, const std::vector<const bf16*>& weights, float* out, int rows, int in_dim,
+                  int out_dim, cudaStream_t stream, int candidates) {
+  return tune_impl(x, weights, out, CUDA_R_32F, rows, in_dim, out_dim, stream, candidates);
 }
 
 }  // namespace fc

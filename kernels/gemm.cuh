@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "kernels/cuda_utils.cuh"
 
@@ -12,7 +13,9 @@ namespace fc {
 
 enum class GemmMode {
   kOverwrite,   // out = x @ w^T
-  kAccumulate,  // out += x @ w^T (beta = 1: fuses a residual add into the projection)
+  kAccumulate,  // out += x @ w^T (beta = 1: fuses a residual add into the projection). Into a bf16 out
+                // cuBLASLt rounds x @ w^T to bf16 before the add (two roundings); into fp32 it is exact
+                // up to fp32 accumulation, which is the residual stream's case.
 };
 
 // Owns one cuBLASLt handle and one workspace. The first call for a shape (rows, in_dim, out_dim, output
@@ -39,6 +42,17 @@ class Gemm {
   void prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type);
   size_t plan_count() const { return plans_.size(); }
 
+  // Start-up autotuning for one shape: times up to `candidates` of the heuristic's algorithms on the
+  // caller's buffers and keeps the fastest for every later call with this shape and these alignments.
+  // Each candidate runs over `weights` in rotation (pass several matrices of the shape, e.g. every
+  // layer's, so that L2 cannot hold them and decode shapes are timed as decode sees them). Overwrites
+  // `out`; synchronizes `stream`, so never call it inside a graph capture or the decode loop. Returns
+  // the chosen algorithm's time per call in microseconds.
+  double tune(const bf16* x, const std::vector<const bf16*>& weights, bf16* out, int rows, int in_dim, int out_dim,
+              cudaStream_t stream, int candidates = 16);
+  double tune(const bf16* x, const std::vector<const bf16*>& weights, float* out, int rows, int in_dim, int out_dim,
+              cudaStream_t stream, int candidates = 16);
+
  private:
   // (rows, in_dim, out_dim, out type, alignment of x, w, out in bytes capped at 256)
   using Key = std::tuple<int, int, int, int, int, int, int>;
@@ -47,7 +61,12 @@ class Gemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  const Plan& plan(const Key& key);
+  Plan& plan(const Key& key);
+  Key make_key(const void* x, const void* w, const void* out, cudaDataType_t out_type, int rows, int in_dim,
+               int out_dim) const;
+  std::vector<cublasLtMatmulHeuristicResult_t> heuristics(const Plan& p, const Key& key, int count);
+  double tune_impl(const void* x, const std::vector<const bf16*>& weights, void* out, cudaDataType_t out_type,
+                   int rows, int in_dim, int out_dim, cudaStream_t stream, int candidates);
   void run(const void* x, const void* w, void* out, cudaDataType_t out_type, int rows, int in_dim, int out_dim,
            cudaStream_t stream, GemmMode mode);
 

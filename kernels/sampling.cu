@@ -7,7 +7,9 @@
 // (kCandidates), the next full pass also copies them there, and the remaining levels read only that
 // copy: typically 2 or 3 of the 4 levels read the whole row.
 // Histogram updates are warp-aggregated for the most common bin of each warp (in the first levels most
-// tokens of a row share a bin, and unaggregated shared-memory atomics on one address serialize).
+// tokens of a row share a bin, and unaggregated shared-memory atomics on one address serialize). Bin
+// weights are kept as three 32-bit limb sums: shared-memory atomics are native only for 32 bits (64-bit
+// ones are compare-and-swap loops: with them a top-p-only row of 128K tokens took 1.2 ms on an H200).
 #include "kernels/sampling.cuh"
 
 #include <climits>
@@ -120,7 +122,12 @@ enum class Select { kTopK, kTopP };
 
 struct SampleShared {
   uint32_t counts[kBins];
-  unsigned long long mass[kBins];
+  // Bin weight = hi * 2^22 + mid * 2^11 + lo, each limb sum a native 32-bit atomic. One add is at most
+  // 32 tokens of weight <= 2^32 (< 2^37); with <= 2^18 adds per bin, lo and mid stay < 2^29 and hi,
+  // <= (total weight <= 2^50) / 2^22, < 2^28: no limb overflows.
+  uint32_t mass_lo[kBins];
+  uint32_t mass_mid[kBins];
+  uint32_t mass_hi[kBins];
   unsigned long long tile_sums[kMaxTiles];
   uint32_t cand_key[kCandidates];
   unsigned long long cand_weight[kCandidates];
@@ -141,6 +148,21 @@ struct RowView {
   __device__ float e(float x) const { return sampling_exp2((x - l_max) * scale); }
 };
 
+static_assert(kMaxSamplingVocab <= (1 << 18), "limb sums of SampleShared would overflow");
+
+__device__ void add_mass(SampleShared& sh, uint32_t bin, uint64_t w) {
+  const uint32_t lo = static_cast<uint32_t>(w) & 0x7ffu, mid = static_cast<uint32_t>(w >> 11) & 0x7ffu;
+  const uint32_t hi = static_cast<uint32_t>(w >> 22);
+  if (lo != 0) atomicAdd(&sh.mass_lo[bin], lo);
+  if (mid != 0) atomicAdd(&sh.mass_mid[bin], mid);
+  if (hi != 0) atomicAdd(&sh.mass_hi[bin], hi);
+}
+
+__device__ uint64_t bin_mass(const SampleShared& sh, int bin) {
+  return (static_cast<uint64_t>(sh.mass_hi[bin]) << 22) + (static_cast<uint64_t>(sh.mass_mid[bin]) << 11) +
+         sh.mass_lo[bin];
+}
+
 // Adds (bin, w) of every lane with `valid` to the histograms: one atomic for the warp's most common bin,
 // one per lane for the others.
 template <bool kMass>
@@ -156,11 +178,11 @@ __device__ void hist_add(bool valid, uint32_t bin, uint64_t w, SampleShared& sh)
   if constexpr (kMass) dominant_weight = warp_sum(in_dominant ? w : 0);
   if (lane == leader) {
     atomicAdd(&sh.counts[dominant], static_cast<uint32_t>(__popc(dominant_mask)));
-    if (kMass && dominant_weight != 0) atomicAdd(&sh.mass[dominant], static_cast<unsigned long long>(dominant_weight));
+    if (kMass && dominant_weight != 0) add_mass(sh, dominant, dominant_weight);
   }
   if (valid && !in_dominant) {
     atomicAdd(&sh.counts[bin], 1u);
-    if (kMass && w != 0) atomicAdd(&sh.mass[bin], static_cast<unsigned long long>(w));
+    if (kMass && w != 0) add_mass(sh, bin, w);
   }
 }
 
@@ -179,7 +201,7 @@ __device__ void select_bin(SampleShared& sh, uint64_t rest, uint64_t above, int 
   for (int j = 0; j < 8; ++j) {
     const int b = kBins - 1 - (lane * 8 + j);
     c[j] = sh.counts[b];
-    m[j] = kMode == Select::kTopP ? sh.mass[b] : 0;
+    m[j] = kMode == Select::kTopP ? bin_mass(sh, b) : 0;
     count_sum += c[j];
     mass_sum += m[j];
   }
@@ -245,7 +267,9 @@ __device__ uint32_t radix_select(const RowView& row, uint32_t floor_key, uint32_
     const int shift = 24 - 8 * level;
     for (int b = threadIdx.x; b < kBins; b += kThreads) {
       sh.counts[b] = 0;
-      sh.mass[b] = 0;
+      sh.mass_lo[b] = 0;
+      sh.mass_mid[b] = 0;
+      sh.mass_hi[b] = 0;
     }
     if (fill && threadIdx.x == 0) sh.cand_count = 0;
     __syncthreads();

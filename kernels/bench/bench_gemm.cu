@@ -2,7 +2,8 @@
 // gets at the LLaMA 3.1 8B shapes.
 //   (a) device-to-device copy bandwidth, bytes read + written: the memory roofline;
 //   (b) bf16 GEMM at M = 1, 8, 32 for the five decode shapes, in GB/s of bytes moved (weights + x + out)
-//       and % of the copy rate, and the sum over one token (32 layers + lm_head) against the floor;
+//       and % of the copy rate, and the sum over one token (32 layers + lm_head) against the floor; once
+//       with cuBLASLt's first heuristic choice, once after Gemm::tune picked the fastest of its top 16;
 //   (c) large GEMMs in TFLOP/s (the prefill regime).
 // Timing: CUDA events around batches of launches, warm-up first, the median of many batches. Decode
 // weights rotate over enough copies (>= 1 GiB in all) that L2 (50-60 MB) cannot serve them; inputs are
@@ -71,7 +72,7 @@ struct Shape {
 struct DecodeResult {
   const Shape* shape;
   int m;
-  double ms, bytes;
+  double ms, tuned_ms, bytes;
 };
 
 }  // namespace
@@ -129,9 +130,17 @@ int main() {
       };
       for (int c = 0; c < copies; ++c) call(c);  // warm-up (and the plan)
       const double ms = time_ms(30, std::max(copies, 10), call);
+      std::vector<const bf16*> rotation;
+      for (const DeviceBuffer& w : weights) rotation.push_back(w.as<bf16>());
+      if (s.fp32_out) {
+        gemm.tune(x.as<bf16>(), rotation, out.as<float>(), m, s.in_dim, s.out_dim, nullptr);
+      } else {
+        gemm.tune(x.as<bf16>(), rotation, out.as<bf16>(), m, s.in_dim, s.out_dim, nullptr);
+      }
+      const double tuned_ms = time_ms(30, std::max(copies, 10), call);
       const double bytes = static_cast<double>(w_bytes) + 2.0 * m * s.in_dim +
                            (s.fp32_out ? 4.0 : 2.0) * m * s.out_dim;
-      results.push_back({&s, m, ms, bytes});
+      results.push_back({&s, m, ms, tuned_ms, bytes});
     }
   }
 
@@ -154,22 +163,25 @@ int main() {
 
   // Table.
   std::printf("\n== fc_bench_gemm: %s, copy roofline %.0f GB/s ==\n", prop.name, copy_gbs);
-  std::printf("%-22s %4s %10s %10s %8s\n", "decode GEMM", "M", "us", "GB/s", "% copy");
+  std::printf("%-22s %4s | %8s %8s %7s | %8s %8s %7s\n", "decode GEMM", "M", "heur us", "GB/s", "% copy", "tuned us",
+              "GB/s", "% copy");
   for (const DecodeResult& r : results) {
-    const double gbs = r.bytes / (r.ms * 1e-3) / 1e9;
-    std::printf("%-22s %4d %10.1f %10.0f %7.1f%%\n", r.shape->name, r.m, r.ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+    const double gbs = r.bytes / (r.ms * 1e-3) / 1e9, tuned_gbs = r.bytes / (r.tuned_ms * 1e-3) / 1e9;
+    std::printf("%-22s %4d | %8.1f %8.0f %6.1f%% | %8.1f %8.0f %6.1f%%\n", r.shape->name, r.m, r.ms * 1e3, gbs,
+                100.0 * gbs / copy_gbs, r.tuned_ms * 1e3, tuned_gbs, 100.0 * tuned_gbs / copy_gbs);
   }
   for (int m : ms_list) {
-    double ms = 0, bytes = 0;
+    double ms = 0, tuned_ms = 0, bytes = 0;
     for (const DecodeResult& r : results) {
       if (r.m != m) continue;
       ms += r.ms * r.shape->per_token;
+      tuned_ms += r.tuned_ms * r.shape->per_token;
       bytes += r.bytes * r.shape->per_token;
     }
     const double floor_ms = bytes / (copy_gbs * 1e9) * 1e3;
-    std::printf("one step at M=%-2d (32 layers + lm_head): GEMMs %.3f ms, floor %.3f ms (%.1f GB at copy rate): %.0f%% of "
-                "roofline\n",
-                m, ms, floor_ms, bytes / 1e9, 100.0 * floor_ms / ms);
+    std::printf("one step at M=%-2d (32 layers + lm_head): floor %.3f ms (%.1f GB at copy rate); GEMMs %.3f ms (%.0f%% "
+                "of roofline), tuned %.3f ms (%.0f%%)\n",
+                m, floor_ms, bytes / 1e9, ms, 100.0 * floor_ms / ms, tuned_ms, 100.0 * floor_ms / tuned_ms);
   }
   std::printf("%-34s %10s\n", "large GEMM (bf16 out)", "TFLOP/s");
   for (const Big& b : bigs) {
