@@ -9,7 +9,8 @@
 // Histogram updates are warp-aggregated for the most common bin of each warp (in the first levels most
 // tokens of a row share a bin, and unaggregated shared-memory atomics on one address serialize). Bin
 // weights are kept as three 32-bit limb sums: shared-memory atomics are native only for 32 bits (64-bit
-// ones are compare-and-swap loops: with them a top-p-only row of 128K tokens took 1.2 ms on an H200).
+// ones are compare-and-swap loops: with them a top-p-only row of 128K tokens took 1.2 ms on an H200,
+// with the limbs 0.27 ms).
 #include "kernels/sampling.cuh"
 
 #include <climits>

@@ -21,6 +21,9 @@ void argmax(const float* logits, int rows, int vocab, int32_t* ids, cudaStream_t
 //   the top-k weight W_k, then 4 passes of (count, weight) histograms narrowing to the lowest kept key;
 //   one pass of per-tile (1024 tokens) kept-weight sums; one warp then scans the tile sums and the one
 //   tile that holds the draw. Each pass re-reads the row (L2-resident after the first).
+// Measured per launch at vocab 128256 on an H200 (1 or 32 rows alike): greedy 13 us, plain or min-p
+// 44-54 us, top-k 50: 79 us, top-k 40 + top-p 0.95 + min-p: 101 us, top-p 0.9 alone: 270 us. One block
+// per row leaves the other SMs idle at batch 1; spreading a row over a cluster is the next step.
 void sample(const float* logits, int rows, int vocab, const SamplingParams* params, int32_t* ids,
             cudaStream_t stream);
 
