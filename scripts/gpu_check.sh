@@ -50,6 +50,12 @@ if ((do_8b)); then
   python3 scripts/compare_8b.py --reference /tmp/ref8b.safetensors --engine /tmp/dump8b.safetensors \
     > "$out/compare_8b.log" 2>&1
   note "8b error budget vs HF bf16: rc=$?"
+  if [[ -f .cache/llama3_1/tokenizer.json ]]; then
+    cp .cache/llama3_1/tokenizer.json .cache/llama3_1/tokenizer_config.json /tmp/llama8b/
+    $bin/flashcore generate --model /tmp/llama8b --prompt "The capital of France is" --max-new-tokens 64 \
+      --temperature 0 --device cuda > "$out/generate_8b.log" 2>&1
+    note "8b generate (greedy, random weights): rc=$? $(tail -1 "$out/generate_8b.log")"
+  fi
 fi
 
 if ((do_bench)); then
