@@ -42,7 +42,10 @@ def corpus_strings():
     # Unusual spaces: NEL, NBSP, line/paragraph separators, Mongolian vowel separator (not
     # White_Space since Unicode 6.3), zero-width space, ideographic space, BOM.
     s += ["a\u0085b", "a\u00a0b", "a\u2028b", "a\u2029b", "a\u180eb", "a\u200bb", "a\u3000b", "\ufeffbom",
-          "x \u00a0 y", "\u2003em\u2003space", "\u0085\u0085", "q\u00a0\u00a0\n"]
+          "x \u00a0 y", "\u2003em\u2003space", "\u0085\u0085", "q\u00a0\u00a0\n",
+          # Where PCRE2's own \s (which takes U+180E) and Oniguruma's (White_Space) would cut differently.
+          "a \u180eb", "x\u180e\u180ey z", " \u180e\u180e", "\u180e hello", "go \u180e\u180eon", "a \u0085b",
+          "\u0085\u0085x", "a \r\n\tb", "  \r\r\n  x", " \u0301x", "a\u200db", "\u2009thin\u2009"]
     # Letters and marks.
     s += ["caf\u00e9", "cafe\u0301", "na\u00efve r\u00e9sum\u00e9", "\u00dcn\u00efc\u00f6d\u00e9",
           "Za\u017c\u00f3\u0142\u0107 g\u0119\u015bl\u0105 ja\u017a\u0144", "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440!",
@@ -50,7 +53,8 @@ def corpus_strings():
           "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645", "\u0928\u092e\u0938\u094d\u0924\u0947 \u0926\u0941\u0928\u093f\u092f\u093e",
           "\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22", "\ud55c\uad6d\uc5b4 \ud14d\uc2a4\ud2b8", "Ti\u1ebfng Vi\u1ec7t c\u00f3 d\u1ea5u",
           "a\u0300\u0301\u0302\u0303\u0304", "\u0301leading mark", "Stra\u00dfe STRASSE", "\u0130stanbul \u0131\u0131",
-          "\u01c5 \u01c6 titlecase", "e\u0308\u0323", "\u1100\u1161\u11a8 jamo"]
+          "\u01c5 \u01c6 titlecase", "e\u0308\u0323", "\u1100\u1161\u11a8 jamo", "abc123def", "x\u00b22",
+          "\u2019s \u2019S it\u2019s", "\u02bc\u02c6 modifier letters", "\u3007\u3021 ideographic numbers"]
     # CJK and fullwidth punctuation.
     s += ["\u4f60\u597d\uff0c\u4e16\u754c\uff01", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3001\u30ab\u30bf\u30ab\u30ca\u3002",
           "\u4e2d\u6587\u6807\u70b9\uff1a\u300c\u5f15\u53f7\u300d", "\u6f22\u5b57" * 30, "\u3053\u3093\u306b\u3061\u306f world",

@@ -1,6 +1,8 @@
 #include "tokenizer/bpe_model.h"
 
+#include <atomic>
 #include <climits>
+#include <string>
 #include <cstdio>
 #include <queue>
 
@@ -11,7 +13,26 @@ namespace {
 // LLaMA 3 text the crossover is far above typical word lengths, so the value matters little.
 constexpr size_t kSmallWord = 48;
 
+// Merge results of recent words, per thread (encode() is const and may run on several threads at
+// once): rare words and identifiers repeat within a text, and their merge loop costs far more than a
+// lookup. Direct-mapped and bounded, like the 10k-word cache of `tokenizers`' BPE.
+struct WordCache {
+  static constexpr size_t kEntries = 4096;
+  static constexpr size_t kMaxWordBytes = 64;
+  struct Entry {
+    uint64_t hash = 0;
+    uint64_t owner = 0;  // BpeModel::serial_ of the model that filled it; 0: empty
+    std::string word;
+    std::vector<TokenId> ids;
+  };
+  std::vector<Entry> entries{kEntries};
+};
+
+std::atomic<uint64_t> next_serial{1};
+
 }  // namespace
+
+BpeModel::BpeModel() : serial_(next_serial.fetch_add(1)) {}
 
 void BpeModel::reserve(size_t tokens, size_t merges) {
   vocab_.reserve(tokens);
@@ -144,6 +165,17 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
       return;
     }
   }
+  WordCache::Entry* slot = nullptr;
+  uint64_t hash = 0;
+  if (word.size() <= WordCache::kMaxWordBytes) {
+    thread_local WordCache cache;
+    hash = hash_bytes(word.data(), word.size());
+    slot = &cache.entries[hash & (WordCache::kEntries - 1)];
+    if (slot->owner == serial_ && slot->hash == hash && slot->word == word) {
+      out.insert(out.end(), slot->ids.begin(), slot->ids.end());
+      return;
+    }
+  }
   thread_local std::vector<TokenId> symbols;
   initial_symbols(word, symbols);
   if (symbols.size() <= kSmallWord) {
@@ -152,6 +184,12 @@ void BpeModel::encode_word(std::string_view word, std::vector<TokenId>& out) con
     merge_large(symbols);
   }
   out.insert(out.end(), symbols.begin(), symbols.end());
+  if (slot != nullptr) {
+    slot->owner = serial_;
+    slot->hash = hash;
+    slot->word.assign(word);
+    slot->ids.assign(symbols.begin(), symbols.end());
+  }
 }
 
 }  // namespace fc

@@ -21,6 +21,7 @@ class BpeModel {
     bool byte_fallback = false;  // a byte with no token becomes "<0xAB>"
   };
 
+  BpeModel();
   void reserve(size_t tokens, size_t merges);
   // A vocabulary entry as raw bytes; returns false when those bytes were already taken.
   bool add_token(std::string_view bytes, TokenId id);
@@ -45,6 +46,7 @@ class BpeModel {
   // Initial symbols of a word: one per byte, after unk/byte-fallback handling.
   void initial_symbols(std::string_view word, std::vector<TokenId>& symbols) const;
 
+  uint64_t serial_;  // tells this model's entries in the per-thread word cache from another model's
   StringIdMap vocab_;
   MergeMap merges_;
   int32_t next_rank_ = 0;

@@ -42,11 +42,20 @@ void Tokenizer::check_id(TokenId id) const {
   if (id < 0 || id >= vocab_size()) fail("token id {} out of range (vocab size {})", id, vocab_size());
 }
 
-std::string Tokenizer::decode(const std::vector<TokenId>& ids) const {
+void Tokenizer::append_decoded(TokenId id, bool skip_special, DecodeState& state, std::string& out) const {
+  if (skip_special && is_special(id)) {
+    std::string hidden;
+    append_token_bytes(id, state, hidden);
+    return;
+  }
+  append_token_bytes(id, state, out);
+}
+
+std::string Tokenizer::decode(const std::vector<TokenId>& ids, bool skip_special) const {
   std::string bytes;
   bytes.reserve(ids.size() * 4);
   DecodeState state;
-  for (TokenId id : ids) append_token_bytes(id, state, bytes);
+  for (TokenId id : ids) append_decoded(id, skip_special, state, bytes);
   std::string out;
   out.reserve(bytes.size());
   append_repaired_utf8(bytes, utf8_repair(), /*at_end=*/true, out);
@@ -54,7 +63,7 @@ std::string Tokenizer::decode(const std::vector<TokenId>& ids) const {
 }
 
 std::string StreamDecoder::push(TokenId id) {
-  tokenizer_->append_token_bytes(id, state_, pending_);
+  tokenizer_->append_decoded(id, skip_special_, state_, pending_);
   std::string out;
   const size_t used = append_repaired_utf8(pending_, tokenizer_->utf8_repair(), /*at_end=*/false, out);
   pending_.erase(0, used);

@@ -40,10 +40,10 @@ class Tokenizer {
   // ("<|eot_id|>") becomes its id, as in `tokenizers`; false encodes such text as plain characters.
   virtual std::vector<TokenId> encode(std::string_view text, bool add_bos, bool parse_special = true) const = 0;
 
-  // ids -> text, special tokens included. Throws fc::Error for an id outside [0, vocab_size()).
-  // Bytes that do not form UTF-8 (a sequence cut inside a character) become U+FFFD, as the reference
-  // decoder does.
-  std::string decode(const std::vector<TokenId>& ids) const;
+  // ids -> text. Throws fc::Error for an id outside [0, vocab_size()). Bytes that do not form UTF-8
+  // (a sequence cut inside a character) become U+FFFD, as the reference decoder does. skip_special
+  // leaves out special tokens (BOS, <|eot_id|>, ...), like `tokenizers`' skip_special_tokens.
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const;
 
   // Number of ids (largest id + 1), added tokens included: 128256 for LLaMA 3.
   virtual int32_t vocab_size() const = 0;
@@ -67,6 +67,9 @@ class Tokenizer {
   // Decoding one token at a time (decode() and StreamDecoder both use it): appends the raw bytes of
   // `id`, which need not be whole characters. Throws for an id out of range.
   virtual void append_token_bytes(TokenId id, DecodeState& state, std::string& out) const = 0;
+  // append_token_bytes, or nothing for a special token when skip_special (the state still advances:
+  // SentencePiece's leading-space rule counts control pieces).
+  void append_decoded(TokenId id, bool skip_special, DecodeState& state, std::string& out) const;
   // How ill-formed bytes in the decoded output are replaced.
   virtual Utf8Repair utf8_repair() const = 0;
 
@@ -88,7 +91,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir_or_file);
 // push() and the final flush() equals decode() of all the ids.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(&tokenizer) {}
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = false)
+      : tokenizer_(&tokenizer), skip_special_(skip_special) {}
   // Adds one id; returns the text it completed (often empty while a character is unfinished).
   std::string push(TokenId id);
   // Returns what is held back (an unfinished character becomes U+FFFD) and starts over.
@@ -97,6 +101,7 @@ class StreamDecoder {
 
  private:
   const Tokenizer* tokenizer_;
+  bool skip_special_;
   DecodeState state_;
   std::string pending_;  // bytes not emitted yet: the start of an unfinished character
 };

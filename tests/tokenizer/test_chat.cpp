@@ -46,6 +46,10 @@ TEST_CASE("LLaMA 3 chat prompt equals the rendered template encoded", "[tokenize
       "<|start_header_id|>assistant<|end_header_id|>\n\n";
   CHECK(p.text == rendered);
   CHECK(p.ids == t->encode(rendered, /*add_bos=*/false, /*parse_special=*/true));
+  CHECK(t->decode(p.ids) == rendered);
+  CHECK(t->decode(p.ids, /*skip_special=*/true) ==
+        "system\n\nYou are a helpful assistant.user\n\nHello! What's 2+2?assistant\n\n4."
+        "user\n\nThanks \xF0\x9F\x98\x80" "assistant\n\n");
   // Well-known ids: <|start_header_id|> system <|end_header_id|> "\n\n".
   REQUIRE(p.ids.size() > 5);
   CHECK(std::vector<TokenId>(p.ids.begin(), p.ids.begin() + 5) == std::vector<TokenId>{128000, 128006, 9125, 128007, 271});

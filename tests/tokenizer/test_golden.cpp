@@ -2,6 +2,9 @@
 // made by scripts/make_tokenizer_golden.py on the GPU machine): with and without BOS, with special
 // tokens parsed and as plain text; decode of the ids gives the text back; streaming decode equals
 // one-shot decode; decoding arbitrary id lists matches `tokenizers`' U+FFFD placement.
+#include <atomic>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "tests/test_util.h"
@@ -14,8 +17,8 @@ using fc::test::printable;
 
 namespace {
 
-std::string stream_decode(const Tokenizer& tokenizer, const std::vector<TokenId>& ids) {
-  StreamDecoder stream(tokenizer);
+std::string stream_decode(const Tokenizer& tokenizer, const std::vector<TokenId>& ids, bool skip_special = false) {
+  StreamDecoder stream(tokenizer, skip_special);
   std::string out;
   for (TokenId id : ids) {
     const std::string piece = stream.push(id);
@@ -52,6 +55,11 @@ void check_golden(const Tokenizer& tokenizer, const std::string& golden_name, Ex
     if (expect.round_trip) {
       CHECK(tokenizer.decode(ids) == text);
       CHECK(tokenizer.decode(ids_plain) == text);
+      // Special tokens left out: BOS disappears, text spelled like a special token stays.
+      std::vector<TokenId> bos_plain = {tokenizer.bos_id()};
+      bos_plain.insert(bos_plain.end(), ids_plain.begin(), ids_plain.end());
+      CHECK(tokenizer.decode(bos_plain, /*skip_special=*/true) == text);
+      CHECK(stream_decode(tokenizer, bos_plain, /*skip_special=*/true) == text);
     }
     CHECK(stream_decode(tokenizer, ids_bos) == tokenizer.decode(ids_bos));
   }
@@ -86,4 +94,26 @@ TEST_CASE("mini_b (Split behaviours, invert, literal and lookahead patterns) mat
   const auto tokenizer = load_tokenizer(fc::test::data_path("tokenizer/mini_b.tokenizer.json"));
   // "--" is a Removed delimiter: it does not come back.
   check_golden(*tokenizer, "mini_b.golden.json", {/*round_trip=*/false});
+}
+
+TEST_CASE("encode is safe to call from several threads at once", "[tokenizer][golden]") {
+  // encode() is const; its scratch (PCRE2 match data, merge buffers, the word cache) is per thread.
+  const auto mini = load_tokenizer(fc::test::data_path("tokenizer/mini_a.tokenizer.json"));
+  const Tokenizer* llama = fc::test::llama3_tokenizer();
+  const Tokenizer& t = llama ? *llama : *mini;
+  const nlohmann::json golden = fc::test::load_golden(llama ? "llama3_1.golden.json" : "mini_a.golden.json");
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 5; ++round) {
+        for (size_t i = w; i < golden["cases"].size(); i += 2) {
+          const auto& c = golden["cases"][i];
+          if (t.encode(c["text"].get<std::string>(), true) != c["ids_bos"].get<std::vector<TokenId>>()) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(mismatches.load() == 0);
 }
