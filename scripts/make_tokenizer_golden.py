@@ -13,6 +13,9 @@ Subcommands (run from the repo root):
           Encodes every corpus string with `tokenizers` (from tokenizers import Tokenizer): ids without
           and with special tokens added, and with special-token text kept as plain text
           (encode_special_tokens); decodes seeded random id lists. Needs `tokenizers` (GPU machine).
+  chat    --model-dir .cache/llama3_1 --out tests/data/tokenizer/llama3_1.chat.golden.json
+          Renders chat_cases() with transformers' apply_chat_template and encodes the text (what
+          transformers does for tokenize=True). Needs `transformers` (GPU machine).
 """
 import argparse
 import json
@@ -249,6 +252,42 @@ def cmd_golden(args):
           f"(tokenizers {tokenizers.__version__})")
 
 
+def chat_cases():
+    """Conversations for the chat-format check (no message text that spells a special token: FlashCore
+    deliberately encodes message text as plain text, where the template would parse it)."""
+    return [
+        {"messages": [{"role": "user", "content": "Hello!"}], "add_generation_prompt": True},
+        {"messages": [{"role": "system", "content": "You are a helpful assistant."},
+                      {"role": "user", "content": "  What's 2+2?\n"}], "add_generation_prompt": True},
+        {"messages": [{"role": "system", "content": "Be terse.\n\n"}, {"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": " Hello. "}, {"role": "user", "content": "caf\u00e9 \U0001f600 \u4f60\u597d"}],
+         "add_generation_prompt": True},
+        {"messages": [{"role": "user", "content": "Write code:\n```py\nprint(1)\n```"},
+                      {"role": "assistant", "content": "Done."}], "add_generation_prompt": False},
+        {"messages": [{"role": "user", "content": "\t tabs and\r\nCRLF \u00a0"}], "add_generation_prompt": True},
+        {"messages": [{"role": "ipython", "content": "{\"result\": 42}"}], "add_generation_prompt": True},
+    ]
+
+
+def cmd_chat(args):
+    import os
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    out = []
+    for case in chat_cases():
+        text = tok.apply_chat_template(case["messages"], add_generation_prompt=case["add_generation_prompt"],
+                                       tokenize=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        out.append(dict(case, text=text, ids=ids))
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"model_dir": args.model_dir, "transformers_version": transformers.__version__, "cases": out},
+                  f, ensure_ascii=False, indent=1)
+    print(f"{args.model_dir}: {len(out)} chat cases -> {args.out} (transformers {transformers.__version__})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,6 +305,10 @@ def main():
     p.add_argument("--max-chars", type=int, default=0, help="skip longer corpus strings (0: keep all)")
     p.add_argument("--decode-cases", type=int, default=200)
     p.set_defaults(fn=cmd_golden)
+    p = sub.add_parser("chat")
+    p.add_argument("--model-dir", required=True, help="folder with tokenizer.json + tokenizer_config.json")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_chat)
     args = parser.parse_args()
     args.fn(args)
 

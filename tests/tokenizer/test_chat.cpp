@@ -112,3 +112,22 @@ TEST_CASE("chat format comes from tokenizer_config.json's template", "[tokenizer
   CHECK_THROWS_WITH(format_chat(*t, ChatFormat::kLlama3, {{"user", "x"}}, {}),
                     Catch::Contains("needs a BOS token"));
 }
+
+TEST_CASE("LLaMA 3 chat prompts equal transformers' apply_chat_template", "[tokenizer][chat][golden]") {
+  // tests/data/tokenizer/llama3_1.chat.golden.json: transformers 5.17 rendered the cached
+  // tokenizer_config.json's template and encoded the text (scripts/make_tokenizer_golden.py chat).
+  const Tokenizer* t = fc::test::llama3_tokenizer();
+  if (!t) return;
+  const nlohmann::json golden = fc::test::load_golden("llama3_1.chat.golden.json");
+  REQUIRE(golden.at("cases").size() >= 6);
+  for (const auto& c : golden.at("cases")) {
+    std::vector<ChatMessage> messages;
+    for (const auto& m : c.at("messages")) messages.push_back({m.at("role"), m.at("content")});
+    ChatOptions options;
+    options.add_generation_prompt = c.at("add_generation_prompt").get<bool>();
+    const ChatPrompt p = format_chat(*t, detect_chat_format(*t), messages, {}, options);
+    INFO("expected text: " << fc::test::printable(c.at("text").get<std::string>()));
+    CHECK(p.text == c.at("text").get<std::string>());
+    CHECK(p.ids == c.at("ids").get<std::vector<TokenId>>());
+  }
+}
