@@ -44,6 +44,8 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);
 // Throws fc::Error when the build has no CUDA or no GPU is present.
 std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const BackendOptions& options);
+// A model of `config`'s shape with random bf16 weights drawn on the GPU (benchmarks: no files).
+std::unique_ptr<Backend> make_synthetic_cuda_backend(const Config& config, uint64_t seed, const BackendOptions& options);
 std::unique_ptr<Backend> make_backend(DeviceKind device, const Checkpoint& checkpoint, const BackendOptions& options);
 
 }  // namespace fc

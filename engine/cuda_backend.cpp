@@ -20,6 +20,7 @@
 #include "kernels/embedding.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/random_fill.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/swiglu.cuh"
@@ -73,9 +74,10 @@ struct LayerWeights {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const Checkpoint& ckpt, const BackendOptions& options)
-      : config_(ckpt.config), kv_(make_kv(ckpt.config, options)),
-        layout_{options.kv_block_size, ckpt.config.num_kv_heads, ckpt.config.head_dim} {
+  // `ckpt` null: a synthetic model of `config`'s shape with random weights drawn on the GPU (seed).
+  CudaBackend(const Config& config, const Checkpoint* ckpt, uint64_t seed, const BackendOptions& options)
+      : config_(config), kv_(make_kv(config, options)),
+        layout_{options.kv_block_size, config.num_kv_heads, config.head_dim} {
     const Config& c = config_;
     max_seqs_ = std::max(1, options.max_sequences);
     max_tokens_ = options.max_batch_tokens > 0 ? options.max_batch_tokens : kv_.max_tokens_per_seq();
@@ -86,7 +88,12 @@ class CudaBackend final : public Backend {
       spdlog::warn("head_dim {}: using the generic (slow) attention kernel; the tensor-core kernels cover 64 and 128",
                    c.head_dim);
     }
-    upload_weights(ckpt);
+    allocate_weights(ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed);
+    if (ckpt != nullptr) {
+      upload_weights(*ckpt);
+    } else {
+      fill_random_weights(seed);
+    }
     allocate_kv_pool();
     allocate_workspace();
     const std::vector<float> inv_freq =
@@ -197,49 +204,83 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void upload_weights(const Checkpoint& ckpt) {
+  // One allocation for every weight, carved in a fixed order; Q/K/V and gate/up are fused.
+  void allocate_weights(bool tied) {
     const Config& c = config_;
-    const LlamaTensors& t = ckpt.tensors;
-    const size_t hidden = c.hidden_size, inter = c.intermediate_size;
+    const size_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
     const size_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
     const size_t per_layer = align_up(hidden * 2) * 2 + align_up(qkv_rows * hidden * 2) +
                              align_up(hidden * c.q_dim() * 2) + align_up(2 * inter * hidden * 2) +
                              align_up(hidden * inter * 2);
-    const bool tied = t.lm_head == t.embed;
-    const size_t total = align_up(size_t(c.vocab_size) * hidden * 2) * (tied ? 1 : 2) + align_up(hidden * 2) +
-                         per_layer * c.num_layers;
+    const size_t total = align_up(vocab * hidden * 2) * (tied ? 1 : 2) + align_up(hidden * 2) + per_layer * c.num_layers;
     weights_ = DeviceBuffer(total, "the model weights (bf16)");
     Carver carve(weights_.get());
+    embed_ = carve.take<bf16>(vocab * hidden);
+    lm_head_ = tied ? embed_ : carve.take<bf16>(vocab * hidden);
+    final_norm_ = carve.take<bf16>(hidden);
+    for (int l = 0; l < c.num_layers; ++l) {
+      LayerWeights w;
+      w.attn_norm = carve.take<bf16>(hidden);
+      w.wqkv = carve.take<bf16>(qkv_rows * hidden);
+      w.wo = carve.take<bf16>(hidden * c.q_dim());
+      w.mlp_norm = carve.take<bf16>(hidden);
+      w.w_gate_up = carve.take<bf16>(2 * inter * hidden);
+      w.w_down = carve.take<bf16>(hidden * inter);
+      layers_.push_back(w);
+    }
+  }
+
+  void upload_weights(const Checkpoint& ckpt) {
+    const LlamaTensors& t = ckpt.tensors;
     size_t source_bytes = 0;
     for (const auto& name : ckpt.store.names()) source_bytes += ckpt.store.find(name)->nbytes;
     ProgressBar progress("loading weights", source_bytes);
     std::vector<uint16_t> staging;
-    auto load = [&](std::initializer_list<const TensorInfo*> parts) {
-      size_t count = 0;
-      for (const TensorInfo* p : parts) count += static_cast<size_t>(p->numel());
-      bf16* dst = carve.take<bf16>(count);
-      size_t offset = 0;
+    auto load = [&](bf16* dst, std::initializer_list<const TensorInfo*> parts) {
       for (const TensorInfo* p : parts) {
-        upload_tensor(*p, dst + offset, staging, progress);
-        offset += static_cast<size_t>(p->numel());
+        upload_tensor(*p, dst, staging, progress);
+        dst += p->numel();
       }
-      return dst;
     };
-    embed_ = load({t.embed});
-    lm_head_ = tied ? embed_ : load({t.lm_head});
-    final_norm_ = load({t.final_norm});
-    for (const auto& l : t.layers) {
-      LayerWeights w;
-      w.attn_norm = load({l.attn_norm});
-      w.wqkv = load({l.wq, l.wk, l.wv});
-      w.wo = load({l.wo});
-      w.mlp_norm = load({l.mlp_norm});
-      w.w_gate_up = load({l.w_gate, l.w_up});
-      w.w_down = load({l.w_down});
-      layers_.push_back(w);
+    load(embed_, {t.embed});
+    if (lm_head_ != embed_) load(lm_head_, {t.lm_head});
+    load(final_norm_, {t.final_norm});
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const LlamaLayerTensors& l = t.layers[i];
+      const LayerWeights& w = layers_[i];
+      load(w.attn_norm, {l.attn_norm});
+      load(w.wqkv, {l.wq, l.wk, l.wv});
+      load(w.wo, {l.wo});
+      load(w.mlp_norm, {l.mlp_norm});
+      load(w.w_gate_up, {l.w_gate, l.w_up});
+      load(w.w_down, {l.w_down});
     }
     progress.finish();
-    spdlog::info("weights: {:.2f} GB bf16 on the GPU in {:.1f} s", total / 1e9, progress.seconds());
+    spdlog::info("weights: {:.2f} GB bf16 on the GPU in {:.1f} s", weights_.bytes() / 1e9, progress.seconds());
+  }
+
+  // Synthetic model: HF's initialization scale (std 0.02) for matrices, norms near 1.
+  void fill_random_weights(uint64_t seed) {
+    const Config& c = config_;
+    const size_t hidden = c.hidden_size, inter = c.intermediate_size;
+    const size_t qkv_rows = c.q_dim() + 2 * c.kv_dim();
+    cudaStream_t s = stream_.get();
+    uint64_t tensor = seed * 1000;
+    auto matrix = [&](bf16* p, size_t count) { fill_random_bf16(p, count, ++tensor, 0.f, 0.02f, s); };
+    auto norm = [&](bf16* p) { fill_random_bf16(p, hidden, ++tensor, 1.f, 0.1f, s); };
+    matrix(embed_, size_t(c.vocab_size) * hidden);
+    if (lm_head_ != embed_) matrix(lm_head_, size_t(c.vocab_size) * hidden);
+    norm(final_norm_);
+    for (const LayerWeights& w : layers_) {
+      norm(w.attn_norm);
+      matrix(w.wqkv, qkv_rows * hidden);
+      matrix(w.wo, hidden * c.q_dim());
+      norm(w.mlp_norm);
+      matrix(w.w_gate_up, 2 * inter * hidden);
+      matrix(w.w_down, hidden * inter);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    spdlog::info("weights: {:.2f} GB of random bf16 drawn on the GPU (synthetic model)", weights_.bytes() / 1e9);
   }
 
   void allocate_kv_pool() {
@@ -334,7 +375,11 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const BackendOptions& options) {
-  return std::make_unique<CudaBackend>(checkpoint, options);
+  return std::make_unique<CudaBackend>(checkpoint.config, &checkpoint, 0, options);
+}
+
+std::unique_ptr<Backend> make_synthetic_cuda_backend(const Config& config, uint64_t seed, const BackendOptions& options) {
+  return std::make_unique<CudaBackend>(config, nullptr, seed, options);
 }
 
 }  // namespace fc

@@ -8,4 +8,8 @@ std::unique_ptr<Backend> make_cuda_backend(const Checkpoint&, const BackendOptio
   fail("--device cuda: this flashcore was built without CUDA (nvcc was not found at configure time)");
 }
 
+std::unique_ptr<Backend> make_synthetic_cuda_backend(const Config&, uint64_t, const BackendOptions&) {
+  fail("--synthetic needs the CUDA backend: this flashcore was built without CUDA");
+}
+
 }  // namespace fc
