@@ -139,7 +139,8 @@ void BpeTokenizer::load_merges(const json& model) {
     if (id == kNoToken) fail("merge {}: token '{}' is not in the vocabulary", index, token);
     return id;
   };
-  std::string left, right;
+  std::string_view left, right;
+  std::string joined;
   const json& merges = model.at("merges");
   for (size_t i = 0; i < merges.size(); ++i) {
     const json& m = merges[i];
@@ -149,15 +150,17 @@ void BpeTokenizer::load_merges(const json& model) {
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
         fail("merge {} ('{}') is not two tokens separated by one space", i, s);
       }
-      left.assign(s, 0, space);
-      right.assign(s, space + 1);
-    } else if (m.is_array() && m.size() == 2) {  // ["a", "b"] (tokenizers >= 0.20)
-      left = m[0].get<std::string>();
-      right = m[1].get<std::string>();
+      left = std::string_view(s).substr(0, space);
+      right = std::string_view(s).substr(space + 1);
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {  // ["a", "b"]
+      left = m[0].get_ref<const std::string&>();
+      right = m[1].get_ref<const std::string&>();
     } else {
       fail("merge {} is neither \"a b\" nor [\"a\", \"b\"]: {}", i, m.dump());
     }
-    model_.add_merge(lookup(left, i), lookup(right, i), lookup(left + right, i));
+    joined.assign(left);
+    joined.append(right);
+    model_.add_merge(lookup(left, i), lookup(right, i), lookup(joined, i));
   }
 }
 

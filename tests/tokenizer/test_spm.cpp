@@ -176,3 +176,21 @@ TEST_CASE("LLaMA 2 INST chat on a SentencePiece model", "[tokenizer][spm][chat]"
   CHECK_THROWS_WITH(format_chat(*t, ChatFormat::kLlama2, {{"user", "a"}, {"assistant", "b"}}, {}),
                     Catch::Contains("last LLaMA 2 message must be the user's"));
 }
+
+TEST_CASE("a Metaspace tokenizer.json beside tokenizer.model falls back to SentencePiece", "[tokenizer][spm]") {
+  const std::string dir = spm_model_dir();
+  if (dir.empty()) return;
+  const std::string both = kDir + "/with_json";
+  REQUIRE(std::system(("mkdir -p " + both + " && cp " + dir + "/tokenizer.model " + both + "/").c_str()) == 0);
+  // The shape of LLaMA 2's tokenizer.json: BPE with a Metaspace-style normalizer and byte fallback.
+  std::ofstream(both + "/tokenizer.json") << R"({"normalizer": {"type": "Sequence", "normalizers": []},
+    "pre_tokenizer": null, "decoder": {"type": "Sequence", "decoders": []},
+    "model": {"type": "BPE", "vocab": {}, "merges": [], "byte_fallback": true}})";
+  const auto t = load_tokenizer(both);
+  CHECK(std::string(t->kind()) == "sentencepiece");
+  // Without tokenizer.model the same file is refused with the reason.
+  CHECK_THROWS_WITH(load_tokenizer(both + "/tokenizer.json"),
+                    Catch::Contains("pre-tokenizer is not byte-level") && Catch::Contains("no tokenizer.model"));
+  std::ofstream(both + "/broken.model") << "not a protobuf";
+  CHECK_THROWS_WITH(load_tokenizer(both + "/broken.model"), Catch::Contains("cannot load SentencePiece model"));
+}
