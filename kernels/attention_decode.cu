@@ -63,6 +63,7 @@ struct DecodeTraits {
   static constexpr int kStepKeys = kWarps * kWarpKeys;  // keys per CTA step (the split granularity)
   static constexpr int kStages = 3;                   // per-warp cp.async ring depth
   static constexpr int kChunks = kHeadDim / 8;
+  static constexpr int kKeysPerCopy = 32 / kChunks;  // key rows one warp-wide cp.async covers
   static constexpr int kKSteps = kHeadDim / 16;
   static constexpr int kDTiles = kHeadDim / 8;
   static constexpr int kQBytes = kRows * kHeadDim * 2;
@@ -75,7 +76,7 @@ struct DecodeTraits {
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
   static_assert(kWarpKeys == 16 && 32 % kWarpKeys == 0, "a lane loads one key row; P V takes 16 keys");
-  static_assert(kChunks % 2 == 0, "two lanes per key split its chunks");
+  static_assert(32 % kChunks == 0 && kWarpKeys % kKeysPerCopy == 0, "whole key rows per warp copy");
   static_assert(kRows * kChunks % kThreads == 0, "Q tile cp.async sweep");
   static_assert(kMergeBytes <= kRingBytes, "the merge buffer reuses the K/V ring");
   static_assert(kThreads == kRows * 8 && kHeadDim % 32 == 0, "merge: 8 threads per row, float4 columns");
@@ -93,6 +94,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
   uint8_t* const smem_ring = smem + T::kQBytes;
   __shared__ float s_max[T::kWarps][T::kRows], s_sum[T::kWarps][T::kRows];
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Let the merge kernel (launched with programmatic stream serialization) be scheduled as soon as every
+  // CTA of this grid runs; it waits for this grid's completion before reading any partial.
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int seq = blockIdx.z, split = blockIdx.x;
   const int kv_head = blockIdx.y / p.row_tiles, row_tile = blockIdx.y % p.row_tiles;
@@ -150,26 +156,31 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
   const int warp_key0 = kv_begin + warp * T::kWarpKeys;
   const int n_sub = warp_key0 < kv_end ? (kv_end - warp_key0 + T::kStepKeys - 1) / T::kStepKeys : 0;
   uint8_t* const warp_ring = smem_ring + warp * T::kStages * T::kWarpStageBytes;
-  const int my_key = lane % T::kWarpKeys;  // the key row this lane copies
+  const int my_key = lane % T::kWarpKeys;  // the key whose pool offset this lane looks up
 
+  // Copies: each warp instruction moves kKeysPerCopy whole key rows (lane -> chunk lane % kChunks of
+  // key lane / kChunks), i.e. full 128-byte lines, the granularity L2 and HBM serve best. Lane k < 16
+  // looks up key k's pool offset (lanes 16-31 duplicate it) and the copying lanes fetch it by shuffle.
   auto block_of = [&](int sub) -> int {
     const int key = warp_key0 + sub * T::kStepKeys + my_key;
     return (sub < n_sub && key < kv_end) ? __ldg(block_table + key / p.block_size) : 0;
   };
   auto issue = [&](int sub, int stage, int block) {
     const int key = warp_key0 + sub * T::kStepKeys + my_key;
-    const bool valid = key < kv_end;
-    const int64_t off =
-        valid ? static_cast<int64_t>(block) * p.kv_block_stride + head_offset +
-                    static_cast<int64_t>(key - (key / p.block_size) * p.block_size) * D
-              : 0;
+    const int64_t my_off = key < kv_end ? static_cast<int64_t>(block) * p.kv_block_stride + head_offset +
+                                              static_cast<int64_t>(key - (key / p.block_size) * p.block_size) * D
+                                        : -1;
     const uint32_t k_base = smem_addr(warp_ring + stage * T::kWarpStageBytes);
     const uint32_t v_base = k_base + T::kWarpTileBytes;
+    const int c = lane % T::kChunks;
 #pragma unroll
-    for (int i = 0; i < T::kChunks / 2; ++i) {
-      const int c = lane / T::kWarpKeys + 2 * i;
-      cp_async_16(k_base + Tile::offset(my_key, c), p.k_pool + off + c * 8, valid);
-      cp_async_16(v_base + Tile::offset(my_key, c), p.v_pool + off + c * 8, valid);
+    for (int i = 0; i < T::kWarpKeys / T::kKeysPerCopy; ++i) {
+      const int row = i * T::kKeysPerCopy + lane / T::kChunks;
+      const int64_t off = __shfl_sync(0xffffffffu, my_off, row);
+      const bool valid = off >= 0;
+      const int64_t src = valid ? off + c * 8 : 0;
+      cp_async_16(k_base + Tile::offset(row, c), p.k_pool + src, valid);
+      cp_async_16(v_base + Tile::offset(row, c), p.v_pool + src, valid);
     }
   };
 
@@ -356,6 +367,9 @@ template <int kHeadDim>
 __global__ void __launch_bounds__(128) attention_merge_kernel(const __grid_constant__ MergeParams p) {
   constexpr int kPerLane = kHeadDim / 32;
   static_assert(kPerLane == 2 || kPerLane == 4, "float2 / float4 per lane");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the split kernel's partials are complete and visible
+#endif
   const int lane = threadIdx.x % 32;
   const int64_t item = static_cast<int64_t>(blockIdx.x) * 4 + threadIdx.x / 32;
   if (item >= p.items) return;
@@ -418,6 +432,13 @@ int decode_ctas_per_sm() {
   return blocks > 0 ? blocks : 1;
 }
 
+bool device_supports_pdl() {
+  int device = 0, major = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 9;
+}
+
 template <int kHeadDim>
 void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, cudaStream_t stream) {
   using T = DecodeTraits<kHeadDim>;
@@ -434,7 +455,19 @@ void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64
     merge.items = items;
     merge.q_heads = params.q_heads;
     merge.num_splits = params.num_splits;
-    attention_merge_kernel<kHeadDim><<<static_cast<unsigned>((items + 3) / 4), 128, 0, stream>>>(merge);
+    // Programmatic dependent launch (sm_90+): the merge grid is set up while the split grid runs, which
+    // hides most of a launch latency; griddepcontrol.wait in the merge keeps it correct.
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>((items + 3) / 4));
+    config.blockDim = dim3(128);
+    config.dynamicSmemBytes = 0;
+    config.stream = stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &attribute;
+    config.numAttrs = device_supports_pdl() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&config, attention_merge_kernel<kHeadDim>, merge));
     CUDA_CHECK_LAUNCH();
   }
 }

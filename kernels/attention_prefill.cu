@@ -21,6 +21,7 @@
 
 #include "kernels/attention_common.cuh"
 #include "kernels/attention_prefill.cuh"
+#include "kernels/attention_wgmma.cuh"
 
 namespace fc {
 namespace {
@@ -383,28 +384,310 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
   }
 }
 
-template <int kHeadDim>
-void launch_prefill(const PrefillParams& params, int total_q, cudaStream_t stream) {
-  using T = PrefillTraits<kHeadDim>;
-  auto kernel = attention_prefill_kernel<T>;
-  static const bool configured = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
-    return true;
-  }();
-  (void)configured;
+// ---------------------------------------------------------------------------------------------------
+// Hopper path: the same algorithm on wgmma (sm_90a). One warpgroup (4 warps) per CTA owns 64 packed
+// rows; S = Q K^T is one m64n64 wgmma chain with Q and K read straight from shared memory (no ldmatrix,
+// no register copies of Q), P stays in registers as the A operand of O += P V (m64n{head_dim}, V read
+// N-major from shared memory). Two CTAs per SM, so one CTA's softmax overlaps the other's wgmma.
+// K/V tiles are gathered through the block table exactly like the mma.sync path, into 128B-swizzled
+// operand tiles (attention_wgmma.cuh).
+template <int kHeadDim_>
+struct PrefillWgmmaTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 128;  // one warpgroup
+  static constexpr int kTileQ = 64;     // wgmma M
+  static constexpr int kTileKV = 64;    // wgmma N of S, K of P V (4 k16 steps)
+  static constexpr int kStages = 2;
+  static constexpr int kChunks = kHeadDim / 8;
+  static constexpr int kKSteps = kHeadDim / 16;
+  static constexpr int kRowsPerPass = kThreads / kChunks;
+  using QTile = GmmaTile<kTileQ, kHeadDim>;
+  using KVTile = GmmaTile<kTileKV, kHeadDim>;
+  static constexpr int kOffsetBytes = kStages * kTileKV * 8;
+  static constexpr int kSmemBytes = QTile::kBytes + 2 * kStages * KVTile::kBytes + kOffsetBytes + 16 + 1024;
+  static_assert(kThreads % kChunks == 0 && kTileKV % kRowsPerPass == 0 && kTileQ % kRowsPerPass == 0,
+                "cp.async sweeps must tile the Q and KV tiles exactly");
+  static_assert(kRowsPerPass % 8 == 0, "a copy sweep keeps each thread's swizzle phase (row % 8)");
+  static_assert(kTileKV <= kThreads, "one thread per key publishes the next tile's row offsets");
+  static_assert(kKSteps % 4 == 0 || kKSteps < 4, "k steps walk 4 per 64-column block");
+  static_assert(kTileQ * kHeadDim * 2 == QTile::kBytes, "the output staging tile reuses the Q tile");
+  static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM must fit in Hopper's 227 KB");
+};
+
+template <class T>
+__global__ void __launch_bounds__(T::kThreads, 2)
+    attention_prefill_wgmma_kernel(const __grid_constant__ PrefillParams p) {
+#if defined(FC_HAVE_WGMMA)
+  constexpr int D = T::kHeadDim;
+  using QTile = typename T::QTile;
+  using KVTile = typename T::KVTile;
+  extern __shared__ __align__(128) uint8_t smem_raw[];
+  // Swizzle atoms must be 1024-byte aligned in the shared window.
+  uint8_t* const smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  uint8_t* const smem_q = smem;
+  uint8_t* const smem_k = smem + QTile::kBytes;
+  uint8_t* const smem_v = smem_k + T::kStages * KVTile::kBytes;
+  int64_t* const smem_off = reinterpret_cast<int64_t*>(smem_v + T::kStages * KVTile::kBytes);  // [stage][key]
+  int* const s_seq = reinterpret_cast<int*>(smem_off + T::kStages * T::kTileKV);
+  int* const s_tile = s_seq + 1;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int kv_head = blockIdx.x % p.kv_heads;
+  if (warp == 0) find_tile(p, T::kTileQ, blockIdx.x / p.kv_heads, lane, s_seq, s_tile);
+  __syncthreads();
+  const int seq = *s_seq;
+  if (seq < 0) return;
+
+  const int group = p.group;
+  const int q_begin = p.cu_seqlens_q[seq];
+  const int n_q = p.cu_seqlens_q[seq + 1] - q_begin;
+  const int seq_len = p.seq_lens[seq];
+  const int packed_rows = n_q * group;
+  const int tile = (packed_rows + T::kTileQ - 1) / T::kTileQ - 1 - *s_tile;  // last tile first
+  const int row0 = tile * T::kTileQ;
+  const int rows_valid = min(T::kTileQ, packed_rows - row0);
+  const int prefix = seq_len - n_q;
+  const int min_qpos = prefix + row0 / group;
+  const int n_kv = prefix + (row0 + rows_valid - 1) / group + 1;
+  const int n_kv_tiles = (n_kv + T::kTileKV - 1) / T::kTileKV;
+  const int32_t* const block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+  const int64_t head_offset = static_cast<int64_t>(kv_head) * p.kv_head_stride;
+
+  auto key_offset = [&](int key, int physical_block) -> int64_t {
+    if (key >= n_kv) return -1;
+    const int in_block = key - (key / p.block_size) * p.block_size;
+    return static_cast<int64_t>(physical_block) * p.kv_block_stride + head_offset + static_cast<int64_t>(in_block) * D;
+  };
+  auto load_block_id = [&](int key) -> int { return key < n_kv ? __ldg(block_table + key / p.block_size) : 0; };
+
+  // ---- prologue: Q tile, row offsets of KV tiles 0 and 1, KV tile 0 ----
+  const uint32_t q_base = smem_addr(smem_q);
+  const int copy_row = tid / T::kChunks, copy_chunk = tid % T::kChunks;
+  const uint32_t copy_offset = QTile::offset(copy_row, copy_chunk);  // + i * kRowsPerPass * 128 per sweep
+#pragma unroll
+  for (int i = 0; i < T::kTileQ / T::kRowsPerPass; ++i) {
+    const int r = copy_row + i * T::kRowsPerPass;
+    const bool valid = r < rows_valid;
+    const bf16* src = p.q;
+    if (valid) {
+      const int qi = (row0 + r) / group;
+      const int head = kv_head * group + (row0 + r - qi * group);
+      src = p.q + static_cast<int64_t>(q_begin + qi) * p.q_row_stride + head * D + copy_chunk * 8;
+    }
+    cp_async_16(q_base + copy_offset + i * T::kRowsPerPass * 128, src, valid);
+  }
+  if (tid < T::kTileKV) {
+    smem_off[tid] = key_offset(tid, load_block_id(tid));
+    smem_off[T::kTileKV + tid] = key_offset(T::kTileKV + tid, load_block_id(T::kTileKV + tid));
+  }
+  __syncthreads();
+  auto load_kv_tile = [&](int stage) {
+    const uint32_t k_base = smem_addr(smem_k + stage * KVTile::kBytes);
+    const uint32_t v_base = smem_addr(smem_v + stage * KVTile::kBytes);
+    const int64_t* offsets = smem_off + stage * T::kTileKV;
+#pragma unroll
+    for (int i = 0; i < T::kTileKV / T::kRowsPerPass; ++i) {
+      const int64_t off = offsets[copy_row + i * T::kRowsPerPass];
+      const bool valid = off >= 0;
+      const int64_t src = valid ? off + copy_chunk * 8 : 0;
+      const uint32_t dst = copy_offset + i * T::kRowsPerPass * 128;
+      cp_async_16(k_base + dst, p.k_pool + src, valid);
+      cp_async_16(v_base + dst, p.v_pool + src, valid);
+    }
+  };
+  load_kv_tile(0);
+  cp_async_commit();
+
+  // ---- row state: this thread's rows are warp*16 + lane/4 + 8h (wgmma accumulator layout) ----
+  int qpos[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) qpos[h] = prefix + (row0 + min(warp * 16 + lane / 4 + 8 * h, rows_valid - 1)) / group;
+  float o[D / 2];  // m64n{D} accumulator: n8 tile j -> o[4j .. 4j+3]
+#pragma unroll
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.scale_log2;
+  // K-major Q and K: SBO = 8 rows of 128 bytes; V N-major: LBO = next 64 head dims, SBO = next 8 keys.
+  const uint64_t q_desc = gmma_desc(q_base, 16, 1024);
+
+  for (int j = 0; j < n_kv_tiles; ++j) {
+    const int stage = j & 1;
+    cp_async_wait<0>();
+    fence_proxy_async_smem();  // this thread's cp.async data (Q, K, V) -> visible to wgmma
+    __syncthreads();
+    if (j + 1 < n_kv_tiles) load_kv_tile(stage ^ 1);
+    cp_async_commit();
+    const int next_key = (j + 2) * T::kTileKV + tid;
+    int next_block = 0;
+    if (tid < T::kTileKV) next_block = load_block_id(next_key);
+    const int kv0 = j * T::kTileKV;
+    const uint64_t k_desc = gmma_desc(smem_addr(smem_k + stage * KVTile::kBytes), 16, 1024);
+    const uint64_t v_desc = gmma_desc(smem_addr(smem_v + stage * KVTile::kBytes), KVTile::kBlockBytes, 1024);
+
+    // S = Q K^T
+    float s[T::kTileKV / 2];
+#pragma unroll
+    for (int i = 0; i < T::kTileKV / 2; ++i) s[i] = 0.f;
+    fence_operands(s);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < T::kKSteps; ++kk) {
+      const uint32_t step = (kk / 4) * QTile::kBlockBytes + (kk % 4) * 32;
+      const uint32_t kstep = (kk / 4) * KVTile::kBlockBytes + (kk % 4) * 32;
+      wgmma_m64n64k16_ss(s, gmma_desc_advance(q_desc, step), gmma_desc_advance(k_desc, kstep));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(s);
+
+    if (kv0 + T::kTileKV - 1 > min_qpos) {
+#pragma unroll
+      for (int i = 0; i < T::kTileKV / 2; ++i) {
+        const int key = kv0 + (i / 4) * 8 + 2 * (lane % 4) + (i & 1);
+        if (key > qpos[(i >> 1) & 1]) s[i] = -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < T::kTileKV / 8; ++nt) mx = fmaxf(mx, fmaxf(s[4 * nt + 2 * h], s[4 * nt + 2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(row_max[h], mx * scale_log2);
+      const float m_ref = m_new == -INFINITY ? 0.f : m_new;
+      const float alpha = exp2_approx(row_max[h] - m_ref);
+      row_max[h] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < T::kTileKV / 8; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pv = exp2_approx(fmaf(s[4 * nt + 2 * h + e], scale_log2, -m_ref));
+          s[4 * nt + 2 * h + e] = pv;
+          sum += pv;
+        }
+      }
+      row_sum[h] = row_sum[h] * alpha + sum;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        o[4 * dt + 2 * h] *= alpha;
+        o[4 * dt + 2 * h + 1] *= alpha;
+      }
+    }
+
+    // O += P V
+    uint32_t pa[T::kTileKV / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < T::kTileKV / 16; ++kk) {
+      pa[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+      pa[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+      pa[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+      pa[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+    fence_operands(o);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < T::kTileKV / 16; ++kk) {
+      wgmma_m64nNk16_rs_tb<D>(o, pa[kk], gmma_desc_advance(v_desc, kk * 16 * 128));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_operands(o);
+
+    if (tid < T::kTileKV) smem_off[stage * T::kTileKV + tid] = key_offset(next_key, next_block);
+  }
+
+  // ---- epilogue: normalize; each warp stages its 16 rows in the (finished) Q tile, 16-byte stores ----
+  using Staging = SwizzledTile<D>;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = row_sum[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = 1.f / l;
+    const int r = warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      const uint32_t v = pack_bf16x2(o[4 * dt + 2 * h] * inv, o[4 * dt + 2 * h + 1] * inv);
+      *reinterpret_cast<uint32_t*>(smem_q + Staging::offset(r, dt) + 4 * (lane % 4)) = v;
+    }
+  }
+  __syncwarp();
+#pragma unroll
+  for (int i = 0; i < 16 * T::kChunks / 32; ++i) {
+    const int idx = lane + 32 * i;
+    const int r = warp * 16 + idx / T::kChunks, c = idx % T::kChunks;
+    if (r < rows_valid) {
+      const int qi = (row0 + r) / group;
+      const int head = kv_head * group + (row0 + r - qi * group);
+      const uint4 v = *reinterpret_cast<const uint4*>(smem_q + Staging::offset(r, c));
+      *reinterpret_cast<uint4*>(p.out + static_cast<int64_t>(q_begin + qi) * p.out_row_stride + head * D + c * 8) = v;
+    }
+  }
+#else
+  __trap();  // built without sm_90a: the launcher never selects this kernel (see prefill_wgmma_available)
+#endif
+}
+
+template <class T, class Kernel>
+void launch_prefill_kernel(Kernel kernel, const PrefillParams& params, int total_q, cudaStream_t stream) {
   // Upper bound on the number of query tiles: each sequence adds at most one partial tile.
   const int64_t tiles = (static_cast<int64_t>(total_q) * params.group + T::kTileQ - 1) / T::kTileQ + params.num_seqs;
   const int64_t blocks = tiles * params.kv_heads;
   if (blocks > 0x7fffffff) fail("attention_prefill: {} CTAs exceed the grid limit", blocks);
-  attention_prefill_kernel<T><<<static_cast<unsigned>(blocks), T::kThreads, T::kSmemBytes, stream>>>(params);
+  kernel<<<static_cast<unsigned>(blocks), T::kThreads, T::kSmemBytes, stream>>>(params);
   CUDA_CHECK_LAUNCH();
+}
+
+template <int kHeadDim>
+bool wgmma_kernel_usable() {
+  using T = PrefillWgmmaTraits<kHeadDim>;
+  static const bool usable = [] {
+    int device = 0, major = 0, minor = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    if (major != 9 || minor != 0) return false;
+    // The device runs sm_90 machine code only if this build compiled the kernel for sm_90a (the sm_80
+    // fallback machine code would also load on a Hopper GPU, and there the kernel body is a trap).
+    cudaFuncAttributes attributes{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attributes, attention_prefill_wgmma_kernel<T>));
+    if (attributes.binaryVersion != 90) return false;
+    CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    T::kSmemBytes));
+    return true;
+  }();
+  return usable;
+}
+
+template <int kHeadDim>
+void launch_prefill(const PrefillParams& params, int total_q, AttentionPrefillKernel choice, cudaStream_t stream) {
+  const bool wgmma = choice == AttentionPrefillKernel::Wgmma ||
+                     (choice == AttentionPrefillKernel::Auto && wgmma_kernel_usable<kHeadDim>());
+  if (wgmma) {
+    if (!wgmma_kernel_usable<kHeadDim>()) {
+      fail("attention_prefill: the wgmma kernel needs an sm_90 GPU and a build for sm_90a (FC_CUDA_ARCHS=90a)");
+    }
+    using T = PrefillWgmmaTraits<kHeadDim>;
+    launch_prefill_kernel<T>(attention_prefill_wgmma_kernel<T>, params, total_q, stream);
+    return;
+  }
+  using T = PrefillTraits<kHeadDim>;
+  static const bool configured = [] {
+    CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    T::kSmemBytes));
+    return true;
+  }();
+  (void)configured;
+  launch_prefill_kernel<T>(attention_prefill_kernel<T>, params, total_q, stream);
 }
 
 }  // namespace
 
 void attention_prefill(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
                        int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
-                       bf16* out, int64_t out_row_stride, cudaStream_t stream) {
+                       bf16* out, int64_t out_row_stride, cudaStream_t stream, AttentionPrefillKernel kernel) {
   check_attention_args("attention_prefill", batch, shape, q, q_row_stride, k_pool, v_pool, layout, out,
                        out_row_stride);
   if (total_q < 0) fail("attention_prefill: total_q {} < 0", total_q);
@@ -427,7 +710,12 @@ void attention_prefill(const AttentionBatch& batch, int total_q, const Attention
   params.kv_heads = shape.kv_heads;
   params.group = shape.q_heads / shape.kv_heads;
   params.scale_log2 = shape.scale * kLog2e;
-  FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { launch_prefill<kHeadDim>(params, total_q, stream); });
+  FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { launch_prefill<kHeadDim>(params, total_q, kernel, stream); });
+}
+
+bool attention_prefill_wgmma_available(int head_dim) {
+  if (head_dim != 64 && head_dim != 128) return false;
+  return FC_DISPATCH_HEAD_DIM(head_dim, kHeadDim, [&] { return wgmma_kernel_usable<kHeadDim>(); });
 }
 
 }  // namespace fc

@@ -19,6 +19,11 @@
 
 namespace fc {
 
+// Which kernel runs. Auto: the wgmma (Hopper, sm_90a) kernel when this build and the current GPU
+// support it, else the mma.sync kernel (sm_80+). The explicit choices exist for tests and benchmarks;
+// Wgmma throws where attention_prefill_wgmma_available() is false.
+enum class AttentionPrefillKernel { Auto, MmaSync, Wgmma };
+
 // batch: DEVICE pointers (cu_seqlens_q, seq_lens, block_tables); total_q = cu_seqlens_q[num_seqs] (the
 // host knows it; it sizes the grid). q (total_q, q_row_stride): query head h of row r at
 // q[r * q_row_stride + h * head_dim] (the Q part of the fused qkv buffer). out (total_q, out_row_stride)
@@ -27,6 +32,10 @@ namespace fc {
 // num_seqs and the shape.
 void attention_prefill(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
                        int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
-                       bf16* out, int64_t out_row_stride, cudaStream_t stream);
+                       bf16* out, int64_t out_row_stride, cudaStream_t stream,
+                       AttentionPrefillKernel kernel = AttentionPrefillKernel::Auto);
+
+// Whether the wgmma prefill kernel can run here (sm_90 GPU, binary built for sm_90a, head_dim 64/128).
+bool attention_prefill_wgmma_available(int head_dim);
 
 }  // namespace fc

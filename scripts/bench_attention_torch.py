@@ -9,8 +9,9 @@ Same conventions as kernels/bench/bench_attention.cu:
 GQA is passed natively (enable_gqa=True, K/V stay at 8 heads: no repeat, so SDPA reads the same bytes
 ours does). K/V are contiguous (B, heads, L, D) tensors, not paged. Each SDPA backend (cuDNN, flash,
 memory-efficient) is timed on its own where it accepts the call; the best one is compared.
-Timing: CUDA events around each call, warm-up, median; decode rotates among enough K/V copies that the
-bytes touched exceed 4x the L2 size.
+Timing: CUDA events, warm-up, median. Prefill: around each call. Decode: per call inside a CUDA graph of
+consecutive calls (launch and Python overhead excluded, as fc_bench_attention does; eager in the note),
+rotating among enough K/V copies that the bytes touched exceed 4x the L2 size.
 
   python3 scripts/bench_attention_torch.py [--ours build-gpu/bench_attention.csv] [--runs 30] [--quick]
 """
@@ -35,27 +36,51 @@ def median_ms(fn, warmup, runs):
     return times[len(times) // 2]
 
 
+def graph_ms_per_call(make_call, calls, runs):
+    """ms per call, launch overhead excluded: `calls` calls captured in one CUDA graph, median replay / calls."""
+    import torch
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for i in range(3):
+            make_call(i)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            make_call(i)
+    return median_ms(lambda i: graph.replay(), 2, runs) / calls
+
+
 def backends():
     from torch.nn.attention import SDPBackend
     return [("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
             ("efficient", SDPBackend.EFFICIENT_ATTENTION)]
 
 
-def time_backends(make_call, warmup, runs):
-    """{backend name: ms} for every backend that accepts the call."""
+def time_backends(make_call, warmup, runs, graph_calls=0):
+    """{backend name: ms} for every backend that accepts the call (per call inside a CUDA graph of
+    graph_calls calls when graph_calls > 0, else eager), and {backend name: eager ms}."""
     import torch
     from torch.nn.attention import sdpa_kernel
-    results = {}
+    results, eager = {}, {}
     for name, backend in backends():
         try:
             with sdpa_kernel([backend]):
                 make_call(0)
                 torch.cuda.synchronize()
-                results[name] = median_ms(make_call, warmup, runs)
+                eager[name] = median_ms(make_call, warmup, runs)
+                results[name] = eager[name]
+                if graph_calls > 0:
+                    try:
+                        results[name] = graph_ms_per_call(make_call, graph_calls, max(5, runs // 3))
+                    except Exception as e:
+                        print(f"  {name}: graph capture failed, eager timing kept ({str(e).splitlines()[0][:100]})",
+                              file=sys.stderr)
         except Exception as e:  # backend refuses this shape / GQA / dtype
             results[name] = None
             print(f"  {name}: not available ({str(e).splitlines()[0][:100]})", file=sys.stderr)
-    return results
+    return results, eager
 
 
 def main():
@@ -80,7 +105,7 @@ def main():
         k = torch.randn(1, hkv, s, d, device=dev, dtype=torch.bfloat16)
         v = torch.randn(1, hkv, s, d, device=dev, dtype=torch.bfloat16)
         call = lambda i: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
-        res = time_backends(call, 3, args.runs)
+        res, _ = time_backends(call, 3, args.runs)
         flops = 4.0 * s * s / 2 * d * hq
         ok = {n: t for n, t in res.items() if t is not None}
         best = min(ok, key=ok.get)
@@ -99,10 +124,11 @@ def main():
         vs = [torch.randn(b, hkv, kv_len, d, device=dev, dtype=torch.bfloat16) for _ in range(copies)]
         call = lambda i: F.scaled_dot_product_attention(q, ks[i % copies], vs[i % copies], scale=scale,
                                                         enable_gqa=True)
-        res = time_backends(call, 5, args.runs)
+        res, eager = time_backends(call, 5, args.runs, graph_calls=max(copies, 20))
         ok = {n: t for n, t in res.items() if t is not None}
         best = min(ok, key=ok.get)
         note = " ".join(f"{n}={nbytes / (t * 1e-3) / 1e9:.0f}" for n, t in ok.items())
+        note += f"; eager {best} {eager[best] * 1e3:.1f} us"
         kv = f"{kv_len // 1024}k" if kv_len % 1024 == 0 else str(kv_len)
         rows.append(("decode", f"B={b} KV={kv}", ok[best] * 1e3, nbytes / (ok[best] * 1e-3) / 1e9, "GB/s",
                      f"best={best} ({note})"))

@@ -5,8 +5,10 @@
 // Conventions (same in scripts/bench_attention_torch.py):
 //   prefill FLOPs  = 4 * S * S / 2 * head_dim * q_heads   (causal: half of QK^T and PV, 2 FLOPs per FMA)
 //   decode bytes   = batch * kv_len * kv_heads * head_dim * 2 (K and V) * 2 bytes   (the K/V read)
-// Timing: CUDA events around each launch, warm-up first, median of the runs. Decode rotates among
-// enough copies of the cache that the bytes touched exceed 4x the L2 size (no L2-resident timings).
+// Timing: CUDA events, warm-up first, median of the runs. Prefill: events around each launch. Decode:
+// per call inside a CUDA graph of consecutive calls (launch overhead excluded, as in the engine's
+// graph-captured decode step); the eager per-launch median is in the note. Decode rotates among enough
+// copies of the cache that the bytes touched exceed 4x the L2 size (no L2-resident timings).
 //   fc_bench_attention [--csv PATH] [--runs N] [--quick]
 #include <algorithm>
 #include <cmath>
@@ -45,6 +47,7 @@ __global__ void fill_random_bf16(bf16* data, size_t count, uint32_t seed, float 
 void fill(DeviceBuffer& buffer, uint32_t seed, float amplitude) {
   fill_random_bf16<<<1024, 256>>>(buffer.as<bf16>(), buffer.bytes() / 2, seed, amplitude);
   CUDA_CHECK_LAUNCH();
+  CUDA_CHECK(cudaDeviceSynchronize());  // the benches run on their own non-blocking stream
 }
 
 DeviceBuffer upload(const std::vector<int32_t>& v) {
@@ -53,18 +56,18 @@ DeviceBuffer upload(const std::vector<int32_t>& v) {
   return b;
 }
 
-// Median milliseconds of `runs` timed calls of fn(i) after `warmup` untimed ones.
+// Median milliseconds of `runs` timed calls of fn(i, stream) after `warmup` untimed ones.
 template <class Fn>
-double median_ms(int warmup, int runs, Fn&& fn) {
-  for (int i = 0; i < warmup; ++i) fn(i);
+double median_ms(cudaStream_t stream, int warmup, int runs, Fn&& fn) {
+  for (int i = 0; i < warmup; ++i) fn(i, stream);
   std::vector<cudaEvent_t> events(2 * runs);
   for (auto& e : events) CUDA_CHECK(cudaEventCreate(&e));
   for (int i = 0; i < runs; ++i) {
-    CUDA_CHECK(cudaEventRecord(events[2 * i]));
-    fn(warmup + i);
-    CUDA_CHECK(cudaEventRecord(events[2 * i + 1]));
+    CUDA_CHECK(cudaEventRecord(events[2 * i], stream));
+    fn(warmup + i, stream);
+    CUDA_CHECK(cudaEventRecord(events[2 * i + 1], stream));
   }
-  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaStreamSynchronize(stream));
   std::vector<double> ms(runs);
   for (int i = 0; i < runs; ++i) {
     float t = 0.f;
@@ -76,6 +79,22 @@ double median_ms(int warmup, int runs, Fn&& fn) {
   return ms[runs / 2];
 }
 
+// Milliseconds per call with launch overhead removed: `calls` consecutive calls captured in one CUDA
+// graph (as the engine will run decode), median over `runs` replays, divided by `calls`.
+template <class Fn>
+double graph_ms_per_call(cudaStream_t stream, int calls, int runs, Fn&& fn) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) fn(i, stream);
+  CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const double ms = median_ms(stream, 2, runs, [&](int, cudaStream_t s) { CUDA_CHECK(cudaGraphLaunch(exec, s)); });
+  CUDA_CHECK(cudaGraphExecDestroy(exec));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  return ms / calls;
+}
+
 struct Row {
   std::string kind, config;
   double us, value, ceiling;
@@ -83,25 +102,26 @@ struct Row {
   std::string note;
 };
 
-double measure_copy_gbs(int runs) {
+double measure_copy_gbs(cudaStream_t stream, int runs) {
   const size_t bytes = size_t{1} << 30;
   DeviceBuffer a(bytes, "copy src"), b(bytes, "copy dst");
   fill(a, 1, 1.f);
-  const double ms = median_ms(3, runs, [&](int) {
-    CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice));
+  const double ms = median_ms(stream, 3, runs, [&](int, cudaStream_t s) {
+    CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, s));
   });
   return 2.0 * bytes / (ms * 1e-3) / 1e9;
 }
 
-double measure_gemm_tflops(int runs) {
+double measure_gemm_tflops(cudaStream_t stream, int runs) {
   const int n = 8192;
   DeviceBuffer a(size_t{2} * n * n, "gemm A"), b(size_t{2} * n * n, "gemm B"), c(size_t{2} * n * n, "gemm C");
   fill(a, 2, 1.f);
   fill(b, 3, 1.f);
   cublasHandle_t handle;
   CUBLAS_CHECK(cublasCreate(&handle));
+  CUBLAS_CHECK(cublasSetStream(handle, stream));
   const float alpha = 1.f, beta = 0.f;
-  const double ms = median_ms(3, runs, [&](int) {
+  const double ms = median_ms(stream, 3, runs, [&](int, cudaStream_t) {
     CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a.get(), CUDA_R_16BF, n, b.get(),
                               CUDA_R_16BF, n, &beta, c.get(), CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   });
@@ -148,7 +168,8 @@ fc::PagedKVLayout bench_layout() {
 const fc::AttentionShape kShape{kQHeads, kKVHeads, kHeadDim, 0.08838834764831845f};
 constexpr int64_t kQkvStride = static_cast<int64_t>(kQHeads + 2 * kKVHeads) * kHeadDim;
 
-Row bench_prefill(int seq_len, int runs, double gemm_tflops, std::mt19937& rng) {
+Row bench_prefill(cudaStream_t stream, int seq_len, int runs, double gemm_tflops, std::mt19937& rng,
+                  fc::AttentionPrefillKernel kernel) {
   PagedCache cache = make_cache(1, seq_len, 1, rng);
   DeviceBuffer qkv(static_cast<size_t>(seq_len) * kQkvStride * 2, "bench qkv");
   fill(qkv, 21, 2.f);
@@ -156,16 +177,19 @@ Row bench_prefill(int seq_len, int runs, double gemm_tflops, std::mt19937& rng) 
   DeviceBuffer cu = upload({0, seq_len}), lens = upload({seq_len});
   const fc::AttentionBatch batch{1, cu.as<int32_t>(), lens.as<int32_t>(), cache.tables[0].as<int32_t>(),
                                  cache.max_blocks};
-  const double ms = median_ms(3, runs, [&](int) {
+  const double ms = median_ms(stream, 3, runs, [&](int, cudaStream_t s) {
     fc::attention_prefill(batch, seq_len, kShape, qkv.as<bf16>(), kQkvStride, cache.k.as<bf16>(), cache.v.as<bf16>(),
-                          bench_layout(), out.as<bf16>(), static_cast<int64_t>(kQHeads) * kHeadDim, nullptr);
+                          bench_layout(), out.as<bf16>(), static_cast<int64_t>(kQHeads) * kHeadDim, s, kernel);
   });
   const double flops = 4.0 * seq_len * seq_len / 2 * kHeadDim * kQHeads;
-  return Row{"prefill", "B=1 S=" + std::to_string(seq_len), ms * 1e3, flops / (ms * 1e-3) / 1e12, gemm_tflops,
-             "TFLOP/s", ""};
+  const bool mma = kernel == fc::AttentionPrefillKernel::MmaSync;
+  return Row{mma ? "prefill-mma" : "prefill", "B=1 S=" + std::to_string(seq_len), ms * 1e3,
+             flops / (ms * 1e-3) / 1e12, gemm_tflops, "TFLOP/s",
+             mma ? "mma.sync kernel (sm_80 path)" : (fc::attention_prefill_wgmma_available(kHeadDim) ? "wgmma kernel" : "mma.sync kernel")};
 }
 
-Row bench_decode(int batch_size, int kv_len, int runs, double copy_gbs, size_t l2_bytes, std::mt19937& rng) {
+Row bench_decode(cudaStream_t stream, int batch_size, int kv_len, int runs, double copy_gbs, size_t l2_bytes,
+                 std::mt19937& rng) {
   const double bytes = static_cast<double>(batch_size) * kv_len * kKVHeads * kHeadDim * 2 * 2;
   const int copies = static_cast<int>(std::max(1.0, std::ceil(4.0 * l2_bytes / bytes)));
   PagedCache cache = make_cache(batch_size, kv_len, copies, rng);
@@ -178,16 +202,21 @@ Row bench_decode(int batch_size, int kv_len, int runs, double copy_gbs, size_t l
   const fc::AttentionDecodePlan plan = fc::attention_decode_plan(lens.data(), batch_size, 1, kShape, 64);
   const size_t ws_bytes = fc::attention_decode_workspace_bytes(batch_size, kQHeads, kHeadDim, plan.num_splits);
   DeviceBuffer workspace(std::max<size_t>(ws_bytes, 16), "bench decode workspace");
-  const double ms = median_ms(5, runs, [&](int i) {
+  auto call = [&](int i, cudaStream_t s) {
     const fc::AttentionBatch batch{batch_size, d_cu.as<int32_t>(), d_lens.as<int32_t>(),
                                    cache.tables[i % copies].as<int32_t>(), cache.max_blocks};
     fc::attention_decode(batch, batch_size, kShape, qkv.as<bf16>(), kQkvStride, cache.k.as<bf16>(),
                          cache.v.as<bf16>(), bench_layout(), out.as<bf16>(), static_cast<int64_t>(kQHeads) * kHeadDim,
-                         plan, workspace.get(), ws_bytes, nullptr);
-  });
+                         plan, workspace.get(), ws_bytes, s);
+  };
+  const double eager_ms = median_ms(stream, 5, runs, call);
+  const double ms = graph_ms_per_call(stream, std::max(copies, 20), std::max(5, runs / 3), call);
   const std::string kv = kv_len % 1024 == 0 ? std::to_string(kv_len / 1024) + "k" : std::to_string(kv_len);
+  char note[96];
+  std::snprintf(note, sizeof note, "splits=%d, eager %.1f us = %.0f GB/s", plan.num_splits, eager_ms * 1e3,
+                bytes / (eager_ms * 1e-3) / 1e9);
   return Row{"decode", "B=" + std::to_string(batch_size) + " KV=" + kv, ms * 1e3, bytes / (ms * 1e-3) / 1e9,
-             copy_gbs, "GB/s", "splits=" + std::to_string(plan.num_splits)};
+             copy_gbs, "GB/s", note};
 }
 
 int run(int argc, char** argv) {
@@ -210,18 +239,23 @@ int run(int argc, char** argv) {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs, L2 %.0f MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
   std::mt19937 rng(1234);
-  const double copy_gbs = measure_copy_gbs(runs);
-  const double gemm_tflops = measure_gemm_tflops(std::min(runs, 10));
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const double copy_gbs = measure_copy_gbs(stream, runs);
+  const double gemm_tflops = measure_gemm_tflops(stream, std::min(runs, 10));
   std::printf("ceilings: device copy %.0f GB/s (read + write), cuBLAS bf16 GEMM 8192^3 %.0f TFLOP/s\n", copy_gbs,
               gemm_tflops);
 
   std::vector<Row> rows;
   const std::vector<int> prefill_lens = quick ? std::vector<int>{2048} : std::vector<int>{512, 2048, 8192};
-  for (int s : prefill_lens) rows.push_back(bench_prefill(s, runs, gemm_tflops, rng));
+  for (int s : prefill_lens) {
+    rows.push_back(bench_prefill(stream, s, runs, gemm_tflops, rng, fc::AttentionPrefillKernel::Auto));
+    rows.push_back(bench_prefill(stream, s, runs, gemm_tflops, rng, fc::AttentionPrefillKernel::MmaSync));
+  }
   const std::vector<int> decode_lens =
       quick ? std::vector<int>{32768} : std::vector<int>{1024, 8192, 32768, 131072};
-  for (int len : decode_lens) rows.push_back(bench_decode(1, len, runs, copy_gbs, prop.l2CacheSize, rng));
-  rows.push_back(bench_decode(32, 4096, runs, copy_gbs, prop.l2CacheSize, rng));
+  for (int len : decode_lens) rows.push_back(bench_decode(stream, 1, len, runs, copy_gbs, prop.l2CacheSize, rng));
+  rows.push_back(bench_decode(stream, 32, 4096, runs, copy_gbs, prop.l2CacheSize, rng));
 
   std::printf("\n%-8s %-16s %10s %16s %8s  %s\n", "kernel", "config", "time_us", "rate", "of_ceil", "note");
   for (const Row& r : rows) {

@@ -14,13 +14,29 @@ struct Batch {
 
 Batch full(std::vector<int> lens) { return Batch{lens, lens}; }
 
-void run_prefill_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim, int block_size, const Batch& b) {
-  INFO("q_heads " << q_heads << " kv_heads " << kv_heads << " head_dim " << head_dim << " block_size " << block_size
+const char* kernel_name(AttentionPrefillKernel k) {
+  return k == AttentionPrefillKernel::Wgmma ? "wgmma" : k == AttentionPrefillKernel::MmaSync ? "mma.sync" : "auto";
+}
+
+// The kernels to test here: mma.sync always, wgmma where this GPU and build run it.
+std::vector<AttentionPrefillKernel> kernels_here(int head_dim) {
+  std::vector<AttentionPrefillKernel> kernels = {AttentionPrefillKernel::MmaSync};
+  if (attention_prefill_wgmma_available(head_dim)) {
+    kernels.push_back(AttentionPrefillKernel::Wgmma);
+  } else {
+    WARN("wgmma prefill kernel not available on this GPU/build: only the mma.sync kernel is tested");
+  }
+  return kernels;
+}
+
+void run_prefill_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim, int block_size, const Batch& b,
+                      AttentionPrefillKernel kernel) {
+  INFO("kernel " << kernel_name(kernel) << " q_heads " << q_heads << " kv_heads " << kv_heads << " head_dim " << head_dim << " block_size " << block_size
                   << " batch " << describe_lens(b.seq_lens, b.n_qs));
   AttentionCase c = make_attention_case(rng, q_heads, kv_heads, head_dim, block_size, b.seq_lens, b.n_qs);
   GuardedBuffer out = make_attention_output(c);
   attention_prefill(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
-                    out.as<bf16>(), c.out_row_stride, nullptr);
+                    out.as<bf16>(), c.out_row_stride, nullptr, kernel);
   CUDA_CHECK(cudaDeviceSynchronize());
   check_attention_output(c, out);
 }
@@ -46,14 +62,20 @@ TEST_CASE("attention_prefill matches attention_ref", "[gpu][attention]") {
       Batch{{257, 129, 300, 97, 1000, 48, 65}, {97, 1, 37, 64, 5, 16, 65}},
       Batch{{200, 33}, {200, 1}},
   };
-  for (const Batch& b : batches) run_prefill_case(rng, heads.first, heads.second, head_dim, block_size, b);
+  for (AttentionPrefillKernel kernel : kernels_here(head_dim)) {
+    for (const Batch& b : batches) run_prefill_case(rng, heads.first, heads.second, head_dim, block_size, b, kernel);
+  }
 }
 
 TEST_CASE("attention_prefill at the LLaMA 3.1 8B shape", "[gpu][attention]") {
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_prefill_case(rng, 32, 8, 128, 16, Batch{{333, 64, 515, 1}, {333, 64, 131, 1}});
+  for (AttentionPrefillKernel kernel : kernels_here(128)) {
+    run_prefill_case(rng, 32, 8, 128, 16, Batch{{333, 64, 515, 1}, {333, 64, 131, 1}}, kernel);
+  }
+  // Auto picks one of the two.
+  run_prefill_case(rng, 32, 8, 128, 16, Batch{{70, 200}, {70, 3}}, AttentionPrefillKernel::Auto);
 }
 
 // Small enough for compute-sanitizer (memcheck / racecheck).
@@ -61,8 +83,10 @@ TEST_CASE("attention_prefill quick", "[gpu][attention][quick]") {
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_prefill_case(rng, 8, 2, 128, 16, Batch{{97, 3, 130, 17}, {97, 3, 40, 1}});
-  run_prefill_case(rng, 4, 4, 64, 1, Batch{{70, 5}, {70, 2}});
+  for (AttentionPrefillKernel kernel : kernels_here(128)) {
+    run_prefill_case(rng, 8, 2, 128, 16, Batch{{97, 3, 130, 17}, {97, 3, 40, 1}}, kernel);
+    run_prefill_case(rng, 4, 4, 64, 1, Batch{{70, 5}, {70, 2}}, kernel);
+  }
 }
 
 TEST_CASE("attention_prefill refuses what it does not support", "[gpu][attention]") {
