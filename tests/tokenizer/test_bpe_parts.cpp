@@ -24,7 +24,7 @@ std::vector<std::pair<size_t, size_t>> matches(const Regex& re, std::string_view
 
 }  // namespace
 
-TEST_CASE("Oniguruma escapes are rewritten for PCRE2", "[tokenizer][regex]") {
+TEST_CASE("tokenizer: Oniguruma escapes are rewritten for PCRE2", "[tokenizer][regex]") {
   CHECK(translate_onig_pattern(R"(\s+(?!\S))") == R"(\p{White_Space}+(?!\P{White_Space}))");
   CHECK(translate_onig_pattern(R"([^\s\p{L}\p{N}]+)") == R"([^\p{White_Space}\p{L}\p{N}]+)");
   CHECK(translate_onig_pattern(R"(\\s)") == R"(\\s)");  // an escaped backslash, then a plain 's'
@@ -37,14 +37,14 @@ TEST_CASE("Oniguruma escapes are rewritten for PCRE2", "[tokenizer][regex]") {
   CHECK_THROWS_AS(Regex("(unclosed", Regex::Syntax::kOniguruma), Error);
 }
 
-TEST_CASE("spaces are White_Space as in Oniguruma: U+180E is not one and NEL is", "[tokenizer][regex]") {
+TEST_CASE("tokenizer: spaces are White_Space as in Oniguruma: U+180E is not one and NEL is", "[tokenizer][regex]") {
   const Regex space(R"(\s+)", Regex::Syntax::kOniguruma);
   CHECK(matches(space, "a\xE1\xA0\x8E" "b").empty());  // U+180E MONGOLIAN VOWEL SEPARATOR
   CHECK(matches(space, "a\xC2\x85" "b") == std::vector<std::pair<size_t, size_t>>{{1, 3}});
   CHECK(matches(space, "a\xE3\x80\x80\tb") == std::vector<std::pair<size_t, size_t>>{{1, 5}});
 }
 
-TEST_CASE("match walk skips an empty match where the previous match ended", "[tokenizer][regex]") {
+TEST_CASE("tokenizer: match walk skips an empty match where the previous match ended", "[tokenizer][regex]") {
   const Regex lookahead("(?=Q)", Regex::Syntax::kOniguruma);
   CHECK(matches(lookahead, "aQbQQ") == std::vector<std::pair<size_t, size_t>>{{1, 1}, {3, 3}, {4, 4}});
   const Regex star("x*", Regex::Syntax::kOniguruma);
@@ -53,7 +53,7 @@ TEST_CASE("match walk skips an empty match where the previous match ended", "[to
   CHECK(matches(literal, "a.b axb a.b") == std::vector<std::pair<size_t, size_t>>{{0, 3}, {8, 11}});
 }
 
-TEST_CASE("the rescan and heap merge loops agree", "[tokenizer][bpe]") {
+TEST_CASE("tokenizer: the rescan and heap merge loops agree", "[tokenizer][bpe]") {
   // Alphabet a, b, c (ids 0-2) and merges that chain and compete, with equal-looking pairs.
   BpeModel model;
   model.reserve(16, 16);
@@ -88,7 +88,7 @@ TEST_CASE("the rescan and heap merge loops agree", "[tokenizer][bpe]") {
   CHECK(out == (std::vector<TokenId>{0, 3}));  // (a b) ranks before (a a): a + ab
 }
 
-TEST_CASE("byte-level alphabet round-trips every byte", "[tokenizer][bpe]") {
+TEST_CASE("tokenizer: byte-level alphabet round-trips every byte", "[tokenizer][bpe]") {
   std::string all;
   for (int b = 0; b < 256; ++b) all += static_cast<char>(b);
   const std::string spelled = bytes_to_byte_level(all);
@@ -100,7 +100,7 @@ TEST_CASE("byte-level alphabet round-trips every byte", "[tokenizer][bpe]") {
   CHECK_FALSE(byte_level_to_bytes("\xE4\xB8\xAD", back));  // not in the alphabet
 }
 
-TEST_CASE("huge inputs encode without a crash and round-trip", "[tokenizer][bpe]") {
+TEST_CASE("tokenizer: huge inputs encode without a crash and round-trip", "[tokenizer][bpe]") {
   const Tokenizer* llama = fc::test::llama3_tokenizer();
   const auto mini = load_tokenizer(fc::test::data_path("tokenizer/mini_b.tokenizer.json"));
   std::vector<const Tokenizer*> tokenizers = {mini.get()};
@@ -122,7 +122,7 @@ TEST_CASE("huge inputs encode without a crash and round-trip", "[tokenizer][bpe]
   }
 }
 
-TEST_CASE("tokenizer.json loader refuses what it cannot honour, naming the file", "[tokenizer][bpe]") {
+TEST_CASE("tokenizer: tokenizer.json loader refuses what it cannot honour, naming the file", "[tokenizer][bpe]") {
   const std::string dir = std::string(FC_BINARY_DIR) + "/tokenizer_test_files";
   REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
   auto write = [&](const std::string& name, const std::string& content) {

@@ -15,7 +15,7 @@
 
 using namespace fc;
 
-TEST_CASE("strip_python_whitespace is str.strip()", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: strip_python_whitespace is str.strip()", "[tokenizer][chat]") {
   CHECK(strip_python_whitespace("  hi \n") == "hi");
   CHECK(strip_python_whitespace("\t\r\n\x0b\x0c\x1c") == "");
   CHECK(strip_python_whitespace("\xC2\xA0x y\xE3\x80\x80") == "x y");  // NBSP, ideographic space
@@ -23,7 +23,7 @@ TEST_CASE("strip_python_whitespace is str.strip()", "[tokenizer][chat]") {
   CHECK(strip_python_whitespace("") == "");
 }
 
-TEST_CASE("LLaMA 3 chat prompt equals the rendered template encoded", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: LLaMA 3 chat prompt equals the rendered template encoded", "[tokenizer][chat]") {
   const Tokenizer* t = fc::test::llama3_tokenizer();
   if (!t) return;
   REQUIRE(detect_chat_format(*t) == ChatFormat::kLlama3);
@@ -64,7 +64,7 @@ TEST_CASE("LLaMA 3 chat prompt equals the rendered template encoded", "[tokenize
   CHECK(q.text == "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>");
 }
 
-TEST_CASE("chat message text is never parsed as special tokens", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: chat message text is never parsed as special tokens", "[tokenizer][chat]") {
   const Tokenizer* t = fc::test::llama3_tokenizer();
   if (!t) return;
   const ChatPrompt p = format_chat(*t, ChatFormat::kLlama3,
@@ -77,7 +77,7 @@ TEST_CASE("chat message text is never parsed as special tokens", "[tokenizer][ch
                     "invalid UTF-8 at byte 4 of a chat message");
 }
 
-TEST_CASE("LLaMA 3.1 format adds the dated system block", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: LLaMA 3.1 format adds the dated system block", "[tokenizer][chat]") {
   const Tokenizer* t = fc::test::llama3_tokenizer();
   if (!t) return;
   ChatOptions o;
@@ -93,7 +93,7 @@ TEST_CASE("LLaMA 3.1 format adds the dated system block", "[tokenizer][chat]") {
   CHECK(no_system.text.find("Today Date: 26 Jul 2024\n\n<|eot_id|>") != std::string::npos);
 }
 
-TEST_CASE("chat format comes from tokenizer_config.json's template", "[tokenizer][chat]") {
+TEST_CASE("tokenizer: chat format comes from tokenizer_config.json's template", "[tokenizer][chat]") {
   const std::string dir = std::string(FC_BINARY_DIR) + "/tokenizer_test_files/chat";
   REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
   REQUIRE(std::system(("cp " + fc::test::data_path("tokenizer/mini_b.tokenizer.json") + " " + dir +
@@ -113,7 +113,7 @@ TEST_CASE("chat format comes from tokenizer_config.json's template", "[tokenizer
                     Catch::Contains("needs a BOS token"));
 }
 
-TEST_CASE("LLaMA 3 chat prompts equal transformers' apply_chat_template", "[tokenizer][chat][golden]") {
+TEST_CASE("tokenizer: LLaMA 3 chat prompts equal transformers' apply_chat_template", "[tokenizer][chat][golden]") {
   // tests/data/tokenizer/llama3_1.chat.golden.json: transformers 5.17 rendered the cached
   // tokenizer_config.json's template and encoded the text (scripts/make_tokenizer_golden.py chat).
   const Tokenizer* t = fc::test::llama3_tokenizer();

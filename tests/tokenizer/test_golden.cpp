@@ -76,27 +76,27 @@ void check_golden(const Tokenizer& tokenizer, const std::string& golden_name, Ex
 
 }  // namespace
 
-TEST_CASE("LLaMA 3.1 tokenizer matches HF tokenizers on the golden corpus", "[tokenizer][golden]") {
+TEST_CASE("tokenizer: LLaMA 3.1 tokenizer matches HF tokenizers on the golden corpus", "[tokenizer][golden]") {
   const Tokenizer* tokenizer = fc::test::llama3_tokenizer();
   if (!tokenizer) return;
   CHECK(std::string(tokenizer->kind()) == "bpe");
   check_golden(*tokenizer, "llama3_1.golden.json", {/*round_trip=*/true});
 }
 
-TEST_CASE("mini_a (GPT-2 ByteLevel, added-token flags, template suffix) matches HF", "[tokenizer][golden]") {
+TEST_CASE("tokenizer: mini_a (GPT-2 ByteLevel, added-token flags, template suffix) matches HF", "[tokenizer][golden]") {
   const auto tokenizer = load_tokenizer(fc::test::data_path("tokenizer/mini_a.tokenizer.json"));
   // add_prefix_space puts a space in front of every piece: the text does not come back unchanged,
   // in `tokenizers` either.
   check_golden(*tokenizer, "mini_a.golden.json", {/*round_trip=*/false});
 }
 
-TEST_CASE("mini_b (Split behaviours, invert, literal and lookahead patterns) matches HF", "[tokenizer][golden]") {
+TEST_CASE("tokenizer: mini_b (Split behaviours, invert, literal and lookahead patterns) matches HF", "[tokenizer][golden]") {
   const auto tokenizer = load_tokenizer(fc::test::data_path("tokenizer/mini_b.tokenizer.json"));
   // "--" is a Removed delimiter: it does not come back.
   check_golden(*tokenizer, "mini_b.golden.json", {/*round_trip=*/false});
 }
 
-TEST_CASE("encode is safe to call from several threads at once", "[tokenizer][golden]") {
+TEST_CASE("tokenizer: encode is safe to call from several threads at once", "[tokenizer][golden]") {
   // encode() is const; its scratch (PCRE2 match data, merge buffers, the word cache) is per thread.
   const auto mini = load_tokenizer(fc::test::data_path("tokenizer/mini_a.tokenizer.json"));
   const Tokenizer* llama = fc::test::llama3_tokenizer();

@@ -95,7 +95,7 @@ std::string stream_decode(const Tokenizer& t, const std::vector<TokenId>& ids) {
 
 }  // namespace
 
-TEST_CASE("SentencePiece encode matches spm_encode and decode matches DecodeIds", "[tokenizer][spm]") {
+TEST_CASE("tokenizer: SentencePiece encode matches spm_encode and decode matches DecodeIds", "[tokenizer][spm]") {
   const std::string dir = spm_model_dir();
   if (dir.empty()) return;
   const auto tokenizer = load_tokenizer(dir);
@@ -135,7 +135,7 @@ TEST_CASE("SentencePiece encode matches spm_encode and decode matches DecodeIds"
   }
 }
 
-TEST_CASE("SentencePiece parse_special splits on control pieces", "[tokenizer][spm]") {
+TEST_CASE("tokenizer: SentencePiece parse_special splits on control pieces", "[tokenizer][spm]") {
   const std::string dir = spm_model_dir();
   if (dir.empty()) return;
   const auto t = load_tokenizer(dir + "/tokenizer.model");
@@ -151,7 +151,7 @@ TEST_CASE("SentencePiece parse_special splits on control pieces", "[tokenizer][s
   CHECK_FALSE(t->is_special(hi[0]));
 }
 
-TEST_CASE("LLaMA 2 INST chat on a SentencePiece model", "[tokenizer][spm][chat]") {
+TEST_CASE("tokenizer: LLaMA 2 INST chat on a SentencePiece model", "[tokenizer][spm][chat]") {
   const std::string dir = spm_model_dir();
   if (dir.empty()) return;
   const auto t = load_tokenizer(dir);
@@ -177,7 +177,7 @@ TEST_CASE("LLaMA 2 INST chat on a SentencePiece model", "[tokenizer][spm][chat]"
                     Catch::Contains("last LLaMA 2 message must be the user's"));
 }
 
-TEST_CASE("a Metaspace tokenizer.json beside tokenizer.model falls back to SentencePiece", "[tokenizer][spm]") {
+TEST_CASE("tokenizer: a Metaspace tokenizer.json beside tokenizer.model falls back to SentencePiece", "[tokenizer][spm]") {
   const std::string dir = spm_model_dir();
   if (dir.empty()) return;
   const std::string both = kDir + "/with_json";

@@ -21,7 +21,7 @@ const std::string kFFFD = "\xEF\xBF\xBD";
 
 }  // namespace
 
-TEST_CASE("find_invalid_utf8 points at the first ill-formed byte", "[tokenizer][utf8]") {
+TEST_CASE("tokenizer: find_invalid_utf8 points at the first ill-formed byte", "[tokenizer][utf8]") {
   CHECK(find_invalid_utf8("") == std::string_view::npos);
   CHECK(find_invalid_utf8("plain ascii text, long enough for the 8-byte path") == std::string_view::npos);
   CHECK(find_invalid_utf8("caf\xC3\xA9 \xE4\xB8\xAD \xF0\x9F\x98\x80") == std::string_view::npos);
@@ -36,7 +36,7 @@ TEST_CASE("find_invalid_utf8 points at the first ill-formed byte", "[tokenizer][
   CHECK(find_invalid_utf8("\xC3\xA9\xC3") == 2);
 }
 
-TEST_CASE("repair follows Unicode's maximal-subpart rule, or one U+FFFD per byte", "[tokenizer][utf8]") {
+TEST_CASE("tokenizer: repair follows Unicode's maximal-subpart rule, or one U+FFFD per byte", "[tokenizer][utf8]") {
   // Unicode 15, table 3-8: 61 F1 80 80 E1 80 C2 62 80 63 80 BF 64.
   const std::string bytes = "\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64";
   CHECK(repaired(bytes, Utf8Repair::kMaximalSubpart) ==
@@ -56,7 +56,7 @@ TEST_CASE("repair follows Unicode's maximal-subpart rule, or one U+FFFD per byte
   CHECK(out == "ab" + kFFFD + "A");
 }
 
-TEST_CASE("encode refuses invalid UTF-8 with the byte offset and decode refuses bad ids", "[tokenizer][utf8]") {
+TEST_CASE("tokenizer: encode refuses invalid UTF-8 with the byte offset and decode refuses bad ids", "[tokenizer][utf8]") {
   const auto mini = load_tokenizer(fc::test::data_path("tokenizer/mini_b.tokenizer.json"));
   std::vector<const Tokenizer*> tokenizers = {mini.get()};
   if (const Tokenizer* llama = fc::test::llama3_tokenizer()) tokenizers.push_back(llama);
@@ -80,7 +80,7 @@ TEST_CASE("encode refuses invalid UTF-8 with the byte offset and decode refuses 
   }
 }
 
-TEST_CASE("streaming holds back a character split across tokens", "[tokenizer][stream]") {
+TEST_CASE("tokenizer: streaming holds back a character split across tokens", "[tokenizer][stream]") {
   const auto mini = load_tokenizer(fc::test::data_path("tokenizer/mini_b.tokenizer.json"));
   const Tokenizer* t = mini.get();
   // The single-byte tokens ("\xE4" etc.), found by decoding the low ids.
