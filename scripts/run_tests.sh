@@ -12,3 +12,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${FC_CMAKE_ARG
 cmake --build "$build" -j"$jobs"
 cd "$build"
 ctest --output-on-failure -j"$jobs" --timeout 600
+if ! { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }; then
+  echo "note: no NVIDIA GPU here: gpu_tests (tests/gpu, the CUDA kernel tests) were built but SKIPPED;"
+  echo "      run them on a GPU machine (scripts/gpu_check.sh)."
+fi
