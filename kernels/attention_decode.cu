@@ -17,8 +17,8 @@
 // Split-KV. With num_splits > 1 CTA `split` of a sequence takes 64-key chunks
 // [split * per_split, (split + 1) * per_split) of its causal range, per_split = ceil(chunks / num_splits),
 // computed on the device from seq_lens (graph-friendly). Each writes its normalized output (fp32) and
-// log2-sum-exp2 per row; empty splits write lse = -inf, and the merge skips -inf partials without
-// reading their (uninitialized) outputs, so nothing NaN can leak in.
+// log2-sum-exp2 per row; empty splits write lse = -inf and nothing else, and the merge gives -inf
+// partials weight 0 through a select (never a multiply), so their uninitialized outputs cannot leak NaN.
 #include <algorithm>
 #include <cfloat>
 
@@ -362,7 +362,7 @@ struct MergeParams {
 };
 
 // One warp per (query row, head): out = sum_k 2^(lse_k - M) o_k / sum_k 2^(lse_k - M), M = max_k lse_k.
-// Splits with lse = -inf (empty) are skipped before their outputs are touched.
+// Splits with lse = -inf (empty) contribute nothing, whatever their (never written) outputs hold.
 template <int kHeadDim>
 __global__ void __launch_bounds__(128) attention_merge_kernel(const __grid_constant__ MergeParams p) {
   constexpr int kPerLane = kHeadDim / 32;
@@ -378,25 +378,29 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(const __grid_const
   for (int k = lane; k < p.num_splits; k += 32) m_all = fmaxf(m_all, lse[k]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) m_all = fmaxf(m_all, __shfl_xor_sync(0xffffffffu, m_all, o));
+  // The loop has no data-dependent branch, so the unrolled loads of several splits are in flight
+  // together (a skip-if-empty branch would serialize one L2 round trip per split). Empty splits get
+  // weight 0 through a select, never a multiply, so their uninitialized partials cannot leak NaN.
   float acc[kPerLane] = {};
   float l_all = 0.f;
   if (m_all != -INFINITY) {
+#pragma unroll 4
     for (int k = 0; k < p.num_splits; ++k) {
       const float l = lse[k];
-      if (l == -INFINITY) continue;
-      const float w = exp2_approx(l - m_all);
+      const bool live = l != -INFINITY;
+      const float w = live ? exp2_approx(l - m_all) : 0.f;
       l_all += w;
       const float* src = p.partial_o + (item * p.num_splits + k) * kHeadDim + lane * kPerLane;
       if constexpr (kPerLane == 4) {
         const float4 x = *reinterpret_cast<const float4*>(src);
-        acc[0] += w * x.x;
-        acc[1] += w * x.y;
-        acc[2] += w * x.z;
-        acc[3] += w * x.w;
+        acc[0] += live ? w * x.x : 0.f;
+        acc[1] += live ? w * x.y : 0.f;
+        acc[2] += live ? w * x.z : 0.f;
+        acc[3] += live ? w * x.w : 0.f;
       } else {
         const float2 x = *reinterpret_cast<const float2*>(src);
-        acc[0] += w * x.x;
-        acc[1] += w * x.y;
+        acc[0] += live ? w * x.x : 0.f;
+        acc[1] += live ? w * x.y : 0.f;
       }
     }
   }

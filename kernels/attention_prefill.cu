@@ -247,22 +247,22 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
     for (int sub = 0; sub < T::kTileKV / T::kSubKV; ++sub) {
       // S = Q K^T  (32 rows x kSubKV keys per warp)
       float s[T::kMTiles][T::kSubNTiles][4];
-  #pragma unroll
+#pragma unroll
       for (int mt = 0; mt < T::kMTiles; ++mt)
-  #pragma unroll
+#pragma unroll
         for (int nt = 0; nt < T::kSubNTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < T::kKSteps; ++kk) {
         uint32_t a[T::kMTiles][4];
-  #pragma unroll
+#pragma unroll
         for (int mt = 0; mt < T::kMTiles; ++mt) {
           ldmatrix_x4((q_lane ^ Tile::step_xor(kk)) + mt * 16 * T::kRowBytes, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
         }
-  #pragma unroll
+#pragma unroll
         for (int np = 0; np < T::kSubNTiles / 2; ++np) {
           uint32_t b0, b1, b2, b3;
           ldmatrix_x4((k_lane ^ Tile::step_xor(kk)) + (sub * T::kSubKV + np * 16) * T::kRowBytes, b0, b1, b2, b3);
-  #pragma unroll
+#pragma unroll
           for (int mt = 0; mt < T::kMTiles; ++mt) {
             mma_bf16_16816(s[mt][2 * np], a[mt], b0, b1);
             mma_bf16_16816(s[mt][2 * np + 1], a[mt], b2, b3);
@@ -272,11 +272,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
 
       // Causal mask, only on tiles that reach past the earliest query of the CTA.
       if (kv0 + (sub + 1) * T::kSubKV - 1 > min_qpos) {
-  #pragma unroll
+#pragma unroll
         for (int mt = 0; mt < T::kMTiles; ++mt)
-  #pragma unroll
+#pragma unroll
           for (int nt = 0; nt < T::kSubNTiles; ++nt)
-  #pragma unroll
+#pragma unroll
             for (int e = 0; e < 4; ++e) {
               const int key = kv0 + sub * T::kSubKV + nt * 8 + 2 * (lane % 4) + (e & 1);
               if (key > qpos[mt][e >> 1]) s[mt][nt][e] = -INFINITY;
@@ -285,12 +285,12 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
 
       // Online softmax (base 2). A row whose keys are all masked so far keeps max -inf; it then uses 0
       // as its reference so that exp2(-inf - ref) = 0 rather than NaN.
-  #pragma unroll
+#pragma unroll
       for (int mt = 0; mt < T::kMTiles; ++mt) {
-  #pragma unroll
+#pragma unroll
         for (int h = 0; h < 2; ++h) {
           float mx = -INFINITY;
-  #pragma unroll
+#pragma unroll
           for (int nt = 0; nt < T::kSubNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
           mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -299,9 +299,9 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
           const float alpha = exp2_approx(row_max[mt][h] - m_ref);
           row_max[mt][h] = m_new;
           float sum = 0.f;
-  #pragma unroll
+#pragma unroll
           for (int nt = 0; nt < T::kSubNTiles; ++nt) {
-  #pragma unroll
+#pragma unroll
             for (int e = 0; e < 2; ++e) {
               const float pv = exp2_approx(fmaf(s[mt][nt][2 * h + e], scale_log2, -m_ref));
               s[mt][nt][2 * h + e] = pv;
@@ -309,7 +309,7 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
             }
           }
           row_sum[mt][h] = row_sum[mt][h] * alpha + sum;  // per-thread partial; quad-reduced at the end
-  #pragma unroll
+#pragma unroll
           for (int dt = 0; dt < T::kDTiles; ++dt) {
             o[mt][dt][2 * h] *= alpha;
             o[mt][dt][2 * h + 1] *= alpha;
@@ -318,21 +318,21 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
       }
 
       // O += P V, P straight from the S registers (bf16), V via ldmatrix.trans.
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < T::kSubKV / 16; ++kk) {
         uint32_t a[T::kMTiles][4];
-  #pragma unroll
+#pragma unroll
         for (int mt = 0; mt < T::kMTiles; ++mt) {
           a[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
           a[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
           a[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
           a[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
         }
-  #pragma unroll
+#pragma unroll
         for (int dp = 0; dp < T::kDTiles / 2; ++dp) {
           uint32_t b0, b1, b2, b3;
           ldmatrix_x4_trans((v_lane ^ Tile::step_xor(dp)) + (sub * T::kSubKV + kk * 16) * T::kRowBytes, b0, b1, b2, b3);
-  #pragma unroll
+#pragma unroll
           for (int mt = 0; mt < T::kMTiles; ++mt) {
             mma_bf16_16816(o[mt][2 * dp], a[mt], b0, b1);
             mma_bf16_16816(o[mt][2 * dp + 1], a[mt], b2, b3);
@@ -385,19 +385,24 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_prefill_kernel(const
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Hopper path: the same algorithm on wgmma (sm_90a). One warpgroup (4 warps) per CTA owns 64 packed
-// rows; S = Q K^T is one m64n64 wgmma chain with Q and K read straight from shared memory (no ldmatrix,
-// no register copies of Q), P stays in registers as the A operand of O += P V (m64n{head_dim}, V read
-// N-major from shared memory). Two CTAs per SM, so one CTA's softmax overlaps the other's wgmma.
-// K/V tiles are gathered through the block table exactly like the mma.sync path, into 128B-swizzled
-// operand tiles (attention_wgmma.cuh).
+// Hopper path: the same algorithm on wgmma (sm_90a). Two warpgroups per CTA, each owning 64 of the
+// CTA's 128 packed rows and sharing every K/V tile: S = Q K^T is one m64n64 wgmma chain per warpgroup
+// with Q and K read straight from shared memory (no ldmatrix, no register copies of Q), P stays in
+// registers as the A operand of O += P V (m64n{head_dim}, V read N-major from shared memory). The two
+// warpgroups drift within a tile, so one's softmax overlaps the other's wgmma. 128 rows per K/V tile
+// matter here: with 64 (one warpgroup per CTA, two CTAs per SM) the K/V stream from L2 ran at
+// ~5.4 TB/s, near the L2 ceiling, and the kernel reached 340 TFLOP/s at S=8192 on an H200; with 128,
+// 381 (mma.sync kernel: 310; cuDNN via torch SDPA: 608). K/V tiles are gathered through the block
+// table like the mma.sync path, into 128B-swizzled operand tiles (attention_wgmma.cuh), 3 stages deep.
 template <int kHeadDim_>
 struct PrefillWgmmaTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kThreads = 128;  // one warpgroup
-  static constexpr int kTileQ = 64;     // wgmma M
-  static constexpr int kTileKV = 64;    // wgmma N of S, K of P V (4 k16 steps)
-  static constexpr int kStages = 2;
+  static constexpr int kWarpGroups = 2;
+  static constexpr int kThreads = kWarpGroups * 128;
+  static constexpr int kTileQ = kWarpGroups * 64;  // wgmma M = 64 rows per warpgroup
+  static constexpr int kTileKV = 64;               // wgmma N of S, K of P V (4 k16 steps)
+  static constexpr int kStages = 3;
+  static constexpr int kMinBlocksPerSM = 1;  // 168 registers x 256 threads (head_dim 128)
   static constexpr int kChunks = kHeadDim / 8;
   static constexpr int kKSteps = kHeadDim / 16;
   static constexpr int kRowsPerPass = kThreads / kChunks;
@@ -411,11 +416,11 @@ struct PrefillWgmmaTraits {
   static_assert(kTileKV <= kThreads, "one thread per key publishes the next tile's row offsets");
   static_assert(kKSteps % 4 == 0 || kKSteps < 4, "k steps walk 4 per 64-column block");
   static_assert(kTileQ * kHeadDim * 2 == QTile::kBytes, "the output staging tile reuses the Q tile");
-  static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM must fit in Hopper's 227 KB");
+  static_assert(kSmemBytes * kMinBlocksPerSM <= 227 * 1024, "Hopper's shared memory per SM");
 };
 
 template <class T>
-__global__ void __launch_bounds__(T::kThreads, 2)
+__global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSM)
     attention_prefill_wgmma_kernel(const __grid_constant__ PrefillParams p) {
 #if defined(FC_HAVE_WGMMA)
   constexpr int D = T::kHeadDim;
@@ -432,6 +437,7 @@ __global__ void __launch_bounds__(T::kThreads, 2)
   int* const s_tile = s_seq + 1;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int warp_group = warp / 4;  // rows 64 * warp_group .. +63; warp % 4 owns 16 of them
   const int kv_head = blockIdx.x % p.kv_heads;
   if (warp == 0) find_tile(p, T::kTileQ, blockIdx.x / p.kv_heads, lane, s_seq, s_tile);
   __syncthreads();
@@ -447,9 +453,10 @@ __global__ void __launch_bounds__(T::kThreads, 2)
   const int row0 = tile * T::kTileQ;
   const int rows_valid = min(T::kTileQ, packed_rows - row0);
   const int prefix = seq_len - n_q;
-  const int min_qpos = prefix + row0 / group;
   const int n_kv = prefix + (row0 + rows_valid - 1) / group + 1;
   const int n_kv_tiles = (n_kv + T::kTileKV - 1) / T::kTileKV;
+  // Earliest query of this warpgroup's rows: tiles entirely at or before it need no mask.
+  const int min_qpos = prefix + (row0 + min(64 * warp_group, rows_valid - 1)) / group;
   const int32_t* const block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
   const int64_t head_offset = static_cast<int64_t>(kv_head) * p.kv_head_stride;
 
@@ -460,10 +467,12 @@ __global__ void __launch_bounds__(T::kThreads, 2)
   };
   auto load_block_id = [&](int key) -> int { return key < n_kv ? __ldg(block_table + key / p.block_size) : 0; };
 
-  // ---- prologue: Q tile, row offsets of KV tiles 0 and 1, KV tile 0 ----
+  // ---- prologue: Q tile, row offsets of KV tiles 0 .. kStages-1, KV tiles 0 .. kStages-2 ----
   const uint32_t q_base = smem_addr(smem_q);
   const int copy_row = tid / T::kChunks, copy_chunk = tid % T::kChunks;
-  const uint32_t copy_offset = QTile::offset(copy_row, copy_chunk);  // + i * kRowsPerPass * 128 per sweep
+  // This thread's cp.async slots: + i * kRowsPerPass * 128 bytes per sweep (kRowsPerPass % 8 == 0).
+  const uint32_t copy_offset = QTile::offset(copy_row, copy_chunk);
+  const uint32_t kv_copy_offset = KVTile::offset(copy_row, copy_chunk);
 #pragma unroll
   for (int i = 0; i < T::kTileQ / T::kRowsPerPass; ++i) {
     const int r = copy_row + i * T::kRowsPerPass;
@@ -477,8 +486,10 @@ __global__ void __launch_bounds__(T::kThreads, 2)
     cp_async_16(q_base + copy_offset + i * T::kRowsPerPass * 128, src, valid);
   }
   if (tid < T::kTileKV) {
-    smem_off[tid] = key_offset(tid, load_block_id(tid));
-    smem_off[T::kTileKV + tid] = key_offset(T::kTileKV + tid, load_block_id(T::kTileKV + tid));
+#pragma unroll
+    for (int t = 0; t < T::kStages; ++t) {
+      smem_off[t * T::kTileKV + tid] = key_offset(t * T::kTileKV + tid, load_block_id(t * T::kTileKV + tid));
+    }
   }
   __syncthreads();
   auto load_kv_tile = [&](int stage) {
@@ -490,13 +501,16 @@ __global__ void __launch_bounds__(T::kThreads, 2)
       const int64_t off = offsets[copy_row + i * T::kRowsPerPass];
       const bool valid = off >= 0;
       const int64_t src = valid ? off + copy_chunk * 8 : 0;
-      const uint32_t dst = copy_offset + i * T::kRowsPerPass * 128;
+      const uint32_t dst = kv_copy_offset + i * T::kRowsPerPass * 128;
       cp_async_16(k_base + dst, p.k_pool + src, valid);
       cp_async_16(v_base + dst, p.v_pool + src, valid);
     }
   };
-  load_kv_tile(0);
-  cp_async_commit();
+#pragma unroll
+  for (int t = 0; t < T::kStages - 1; ++t) {
+    if (t < n_kv_tiles) load_kv_tile(t);
+    cp_async_commit();
+  }
 
   // ---- row state: this thread's rows are warp*16 + lane/4 + 8h (wgmma accumulator layout) ----
   int qpos[2];
@@ -508,16 +522,19 @@ __global__ void __launch_bounds__(T::kThreads, 2)
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
   const float scale_log2 = p.scale_log2;
   // K-major Q and K: SBO = 8 rows of 128 bytes; V N-major: LBO = next 64 head dims, SBO = next 8 keys.
-  const uint64_t q_desc = gmma_desc(q_base, 16, 1024);
+  // This warpgroup's 64 rows of Q: 8 whole 8-row atoms into each column block.
+  const uint64_t q_desc = gmma_desc(q_base + warp_group * 64 * 128, 16, 1024);
 
+  int stage = 0;  // = j % kStages
   for (int j = 0; j < n_kv_tiles; ++j) {
-    const int stage = j & 1;
-    cp_async_wait<0>();
-    fence_proxy_async_smem();  // this thread's cp.async data (Q, K, V) -> visible to wgmma
-    __syncthreads();
-    if (j + 1 < n_kv_tiles) load_kv_tile(stage ^ 1);
+    cp_async_wait<T::kStages - 2>();  // tile j has landed (tile j+1 may still be in flight)
+    fence_proxy_async_smem();         // this thread's cp.async data (Q, K, V) -> visible to wgmma
+    __syncthreads();                  // ... to all; and every wgmma of tile j-1 is done (its stage is free)
+    const int ahead_stage = stage == 0 ? T::kStages - 1 : stage - 1;  // (j + kStages - 1) % kStages
+    if (j + T::kStages - 1 < n_kv_tiles) load_kv_tile(ahead_stage);
     cp_async_commit();
-    const int next_key = (j + 2) * T::kTileKV + tid;
+    // Block ids of tile j+kStages, published at the end of this iteration into this stage's slots.
+    const int next_key = (j + T::kStages) * T::kTileKV + tid;
     int next_block = 0;
     if (tid < T::kTileKV) next_block = load_block_id(next_key);
     const int kv0 = j * T::kTileKV;
@@ -596,10 +613,12 @@ __global__ void __launch_bounds__(T::kThreads, 2)
     fence_operands(o);
 
     if (tid < T::kTileKV) smem_off[stage * T::kTileKV + tid] = key_offset(next_key, next_block);
+    stage = stage + 1 == T::kStages ? 0 : stage + 1;
   }
 
   // ---- epilogue: normalize; each warp stages its 16 rows in the (finished) Q tile, 16-byte stores ----
   using Staging = SwizzledTile<D>;
+  __syncthreads();  // both warpgroups' last wgmma reads of the Q tile are done
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     float l = row_sum[h];
@@ -663,9 +682,11 @@ bool wgmma_kernel_usable() {
 
 template <int kHeadDim>
 void launch_prefill(const PrefillParams& params, int total_q, AttentionPrefillKernel choice, cudaStream_t stream) {
-  const bool wgmma = choice == AttentionPrefillKernel::Wgmma ||
-                     (choice == AttentionPrefillKernel::Auto && wgmma_kernel_usable<kHeadDim>());
-  if (wgmma) {
+  // Auto picks the fastest kernel this GPU and build can run.
+  if (choice == AttentionPrefillKernel::Auto) {
+    choice = wgmma_kernel_usable<kHeadDim>() ? AttentionPrefillKernel::Wgmma : AttentionPrefillKernel::MmaSync;
+  }
+  if (choice == AttentionPrefillKernel::Wgmma) {
     if (!wgmma_kernel_usable<kHeadDim>()) {
       fail("attention_prefill: the wgmma kernel needs an sm_90 GPU and a build for sm_90a (FC_CUDA_ARCHS=90a)");
     }

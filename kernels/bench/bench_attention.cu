@@ -182,10 +182,14 @@ Row bench_prefill(cudaStream_t stream, int seq_len, int runs, double gemm_tflops
                           bench_layout(), out.as<bf16>(), static_cast<int64_t>(kQHeads) * kHeadDim, s, kernel);
   });
   const double flops = 4.0 * seq_len * seq_len / 2 * kHeadDim * kQHeads;
-  const bool mma = kernel == fc::AttentionPrefillKernel::MmaSync;
-  return Row{mma ? "prefill-mma" : "prefill", "B=1 S=" + std::to_string(seq_len), ms * 1e3,
-             flops / (ms * 1e-3) / 1e12, gemm_tflops, "TFLOP/s",
-             mma ? "mma.sync kernel (sm_80 path)" : (fc::attention_prefill_wgmma_available(kHeadDim) ? "wgmma kernel" : "mma.sync kernel")};
+  const char* kind = "prefill";
+  std::string note = fc::attention_prefill_wgmma_available(kHeadDim) ? "auto: wgmma, 128 rows/CTA" : "auto: mma.sync";
+  if (kernel == fc::AttentionPrefillKernel::MmaSync) {
+    kind = "pf-mma";
+    note = "mma.sync kernel (the sm_80 path)";
+  }
+  return Row{kind, "B=1 S=" + std::to_string(seq_len), ms * 1e3, flops / (ms * 1e-3) / 1e12, gemm_tflops, "TFLOP/s",
+             note};
 }
 
 Row bench_decode(cudaStream_t stream, int batch_size, int kv_len, int runs, double copy_gbs, size_t l2_bytes,

@@ -27,7 +27,7 @@ void run_decode_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim,
   attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
                    out.as<bf16>(), c.out_row_stride, plan, workspace.get(), workspace_bytes, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
-  check_attention_output(c, out);
+  check_attention_output(c, out, plan.num_splits == 1 ? "decode unsplit" : "decode split-KV + merge");
   CHECK(workspace.sentinel_intact());
 }
 

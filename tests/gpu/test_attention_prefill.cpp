@@ -15,7 +15,11 @@ struct Batch {
 Batch full(std::vector<int> lens) { return Batch{lens, lens}; }
 
 const char* kernel_name(AttentionPrefillKernel k) {
-  return k == AttentionPrefillKernel::Wgmma ? "wgmma" : k == AttentionPrefillKernel::MmaSync ? "mma.sync" : "auto";
+  switch (k) {
+    case AttentionPrefillKernel::Wgmma: return "wgmma";
+    case AttentionPrefillKernel::MmaSync: return "mma.sync";
+    default: return "auto";
+  }
 }
 
 // The kernels to test here: mma.sync always, wgmma where this GPU and build run it.
@@ -38,7 +42,7 @@ void run_prefill_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim
   attention_prefill(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
                     out.as<bf16>(), c.out_row_stride, nullptr, kernel);
   CUDA_CHECK(cudaDeviceSynchronize());
-  check_attention_output(c, out);
+  check_attention_output(c, out, std::string("prefill ") + kernel_name(kernel));
 }
 
 }  // namespace
