@@ -69,7 +69,7 @@ fi
 
 if ((do_sanitize)); then
   for tool in memcheck racecheck; do
-    timeout 200 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/fc_gpu_tests "[sanitize]" \
+    timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/fc_gpu_tests "[quick],[sanitize],[elementwise]" \
       > "$out/sanitize_$tool.log" 2>&1
     note "compute-sanitizer $tool: rc=$? $(grep -E 'ERROR SUMMARY' "$out/sanitize_$tool.log" | tail -1)"
   done
