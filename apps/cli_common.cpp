@@ -1,6 +1,10 @@
 #include "apps/cli_common.h"
 
+#include <csignal>
+#include <unistd.h>
+
 #include "core/error.h"
+#include "tokenizer/chat.h"
 
 namespace fc::cli {
 
@@ -9,5 +13,87 @@ DeviceKind parse_device(const std::string& name) {
   if (name == "cuda") return DeviceKind::Cuda;
   fail("unknown device '{}' (expected cpu or cuda)", name);
 }
+
+GlobalOptions& global_options() {
+  static GlobalOptions options;
+  return options;
+}
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("--model", o.model_dir, "Hugging Face model directory")->required();
+  app.add_option("--tokenizer", o.tokenizer_path, "tokenizer.json / tokenizer.model (default: the model's)");
+  app.add_option("--system", o.system, "system message (chat template)");
+  app.add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate (default: generation_config.json, else 256)")
+      ->check(CLI::PositiveNumber);
+  o.temperature_opt = app.add_option("--temperature", o.temperature, "0 = greedy (default: generation_config.json, else 0)")
+                          ->check(CLI::NonNegativeNumber);
+  o.top_k_opt = app.add_option("--top-k", o.top_k, "keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+  o.top_p_opt = app.add_option("--top-p", o.top_p, "nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
+  o.min_p_opt = app.add_option("--min-p", o.min_p, "drop tokens below min_p x the top probability")->check(CLI::Range(0.0, 1.0));
+  o.penalty_opt = app.add_option("--repetition-penalty", o.repetition_penalty, "HF repetition penalty (1 = off)")
+                      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", o.seed, "sampling seed (same seed, same text)");
+  app.add_option("--device", o.device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--max-context", o.max_context, "context (KV cache) length in tokens")->check(CLI::PositiveNumber);
+}
+
+LoadedModel load_model(const ModelOptions& o) {
+  const DeviceKind device = parse_device(o.device);
+  LoadedModel m;
+  m.checkpoint = std::make_unique<Checkpoint>(open_checkpoint(o.model_dir));
+  const Checkpoint& ckpt = *m.checkpoint;
+  m.tokenizer = load_tokenizer(o.tokenizer_path.empty() ? o.model_dir : o.tokenizer_path);
+  if (m.tokenizer->vocab_size() > ckpt.config.vocab_size) {
+    fail("tokenizer has {} tokens but the model's vocab_size is {}", m.tokenizer->vocab_size(), ckpt.config.vocab_size);
+  }
+  m.config_eos = ckpt.config.eos_token_ids;
+  m.config_eos.insert(m.config_eos.end(), ckpt.generation.eos_token_ids.begin(), ckpt.generation.eos_token_ids.end());
+
+  // Command line > generation_config.json > greedy. do_sample: false in the file means greedy unless
+  // the user asks for a temperature.
+  const GenerationConfig& g = ckpt.generation;
+  GenerationParams& p = m.params;
+  auto given = [](const CLI::Option* opt) { return opt != nullptr && opt->count() > 0; };
+  p.sampling.temperature = given(o.temperature_opt) ? o.temperature : g.temperature.value_or(0.f);
+  if (!given(o.temperature_opt) && g.do_sample.has_value() && !*g.do_sample) p.sampling.temperature = 0;
+  p.sampling.top_k = given(o.top_k_opt) ? o.top_k : g.top_k.value_or(0);
+  p.sampling.top_p = given(o.top_p_opt) ? o.top_p : g.top_p.value_or(1.f);
+  p.sampling.min_p = given(o.min_p_opt) ? o.min_p : g.min_p.value_or(0.f);
+  p.sampling.seed = o.seed;
+  p.repetition_penalty = given(o.penalty_opt) ? o.repetition_penalty : g.repetition_penalty.value_or(1.f);
+  p.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : g.max_new_tokens.value_or(256);
+  p.stop_ids = chat_stop_ids(*m.tokenizer, m.config_eos);
+
+  BackendOptions bo;
+  bo.max_context = std::min(o.max_context, ckpt.config.max_position_embeddings);
+  bo.show_progress = !global_options().quiet;
+  m.backend = make_backend(device, ckpt, bo);
+  return m;
+}
+
+namespace {
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void on_sigint(int) {
+  if (g_interrupted) {
+    // The user insists: leave now (only async-signal-safe calls here).
+    const char msg[] = "\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(130);
+  }
+  g_interrupted = 1;
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocking read of the next chat turn returns on Ctrl-C
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+bool interrupted() { return g_interrupted != 0; }
+void clear_interrupt() { g_interrupted = 0; }
 
 }  // namespace fc::cli

@@ -1,11 +1,53 @@
-// Small pieces shared by the subcommands.
+// Small pieces shared by the subcommands: global flags, the sampling options of generate and chat,
+// and loading a model + tokenizer for generation.
 #pragma once
+#include <atomic>
+#include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "engine/backend.h"
+#include "engine/generator.h"
+#include "model/llama_weights.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fc::cli {
 
 DeviceKind parse_device(const std::string& name);  // "cpu" | "cuda"
+
+struct GlobalOptions {
+  bool quiet = false;  // --quiet: no progress bar, no statistics line, warnings and errors only
+};
+GlobalOptions& global_options();
+
+// Options of generate and chat. Sampling values left unset on the command line come from the model's
+// generation_config.json, else the defaults below (greedy).
+struct ModelOptions {
+  std::string model_dir, tokenizer_path, device = "cuda", system;
+  int max_context = 4096;
+  int max_new_tokens = 0;  // 0: generation_config.json's max_new_tokens, else 256
+  float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1;
+  int top_k = 0;
+  uint64_t seed = 0;
+  CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
+              *penalty_opt = nullptr;
+};
+void add_model_options(CLI::App& app, ModelOptions& o);
+
+struct LoadedModel {
+  std::unique_ptr<Checkpoint> checkpoint;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Backend> backend;
+  GenerationParams params;  // sampling, max_new_tokens and stop ids resolved from options + files
+  std::vector<int32_t> config_eos;
+};
+LoadedModel load_model(const ModelOptions& o);
+
+// SIGINT (Ctrl-C) sets this flag instead of killing the process, so generation stops at the next token
+// and the statistics are still printed. A second Ctrl-C while the flag is set exits at once (status 130).
+void install_interrupt_handler();
+bool interrupted();
+void clear_interrupt();
 
 }  // namespace fc::cli

@@ -12,5 +12,7 @@ using Runner = std::function<int()>;
 Runner add_validate_command(CLI::App& app);
 Runner add_tokenize_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
+Runner add_chat_command(CLI::App& app);
+Runner add_bench_command(CLI::App& app);
 
 }  // namespace fc::cli

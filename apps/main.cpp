@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
 
@@ -17,6 +18,10 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_flag("--quiet,-q", fc::cli::global_options().quiet,
+               "no progress bar, banners or statistics line; warnings and errors only");
+  // --log-level and --quiet are accepted after the subcommand too (flashcore generate --quiet ...).
+  app.fallthrough();
 
   std::map<CLI::App*, fc::cli::Runner> runners;
   auto add = [&](const char* name, const char* description, auto add_command) {
@@ -25,6 +30,9 @@ int main(int argc, char** argv) {
   };
   add("validate", "Compare logits with a Hugging Face reference file", fc::cli::add_validate_command);
   add("generate", "Generate text from a prompt (streams to stdout)", fc::cli::add_generate_command);
+  add("chat", "Interactive multi-turn chat (reads turns line by line; /reset, /exit)", fc::cli::add_chat_command);
+  add("bench", "Prefill and decode latency, bandwidth roofline (--synthetic: random weights on the GPU)",
+      fc::cli::add_bench_command);
   add("tokenize", "Encode text to token ids, or decode ids to text", fc::cli::add_tokenize_command);
 
   try {
@@ -35,6 +43,9 @@ int main(int argc, char** argv) {
   // stdout carries results (ids, text, tables); logs go to stderr.
   spdlog::set_default_logger(spdlog::stderr_color_mt("flashcore"));
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (fc::cli::global_options().quiet && spdlog::get_level() < spdlog::level::warn) {
+    spdlog::set_level(spdlog::level::warn);
+  }
   spdlog::set_pattern("[%^%l%$] %v");
   try {
     for (auto& [sub, run] : runners) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/kv_cache.h"
+#include "kernels/sampling.h"
 #include "model/config.h"
 #include "model/llama_weights.h"
 
@@ -20,6 +21,7 @@ struct BackendOptions {
   int kv_blocks = 0;       // KV pool size in blocks; 0 = enough for max_sequences full contexts
   int max_sequences = 1;
   int max_batch_tokens = 0;  // tokens in one forward call (prefill chunk); 0 = max_context
+  bool show_progress = true; // the weight-loading progress bar (drawn only when stderr is a terminal)
 };
 
 // New tokens of each sequence in one forward call. Sequence s appends n_tokens[s] tokens (taken in
@@ -39,6 +41,21 @@ class Backend {
   virtual DeviceKind device() const = 0;
   // Writes logits (rows, vocab) into `logits` (resized), rows in batch order.
   virtual void forward(const ForwardBatch& batch, std::vector<float>& logits) = 0;
+  // forward() for each sequence's last token, then the sampler of kernels/sampling.h with params[s]
+  // (one entry per sequence; the caller sets each step) -> ids (one per sequence). Same ids on every
+  // backend for the same logits. The CUDA backend samples on the GPU so only the ids cross to the host
+  // (a 128k-vocab fp32 logits row is 513 KB; at batch 32 the copy alone would cost ~1 ms per step).
+  virtual void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
+                              std::vector<int32_t>& ids) {
+    std::vector<float> logits;
+    forward(batch, logits);
+    const int vocab = config().vocab_size;
+    ids.resize(params.size());
+    for (size_t r = 0; r < params.size(); ++r) {
+      const SamplingParams& p = params[r];
+      ids[r] = sample_ref(logits.data() + r * vocab, vocab, p, sampling_random(p.seed, p.step)).id;
+    }
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);

@@ -23,6 +23,7 @@
 #include "kernels/random_fill.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
+#include "kernels/sampling.cuh"
 #include "kernels/swiglu.cuh"
 
 namespace fc {
@@ -90,7 +91,7 @@ class CudaBackend final : public Backend {
     }
     allocate_weights(ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed);
     if (ckpt != nullptr) {
-      upload_weights(*ckpt);
+      upload_weights(*ckpt, options.show_progress);
     } else {
       fill_random_weights(seed);
     }
@@ -106,8 +107,57 @@ class CudaBackend final : public Backend {
   DeviceKind device() const override { return DeviceKind::Cuda; }
 
   void forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
+    const int vocab = config_.vocab_size;
+    const int rows = static_cast<int>(plan.logit_rows.size());
+    logits.resize(static_cast<size_t>(rows) * vocab);
+    run_layers(batch, plan, [&](int r0, int chunk) {
+      CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * vocab, logits_,
+                                 static_cast<size_t>(chunk) * vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                                 stream_.get()));
+    });
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    commit_batch(batch, plan, kv_);
+  }
+
+  // The sampler runs on the GPU over the logits in device memory; one copy of the params up, one of
+  // the ids down. Greedy rows (all of them: the common case) take the argmax kernel (13 us vs 44+).
+  void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
+                      std::vector<int32_t>& ids) override {
+    if (batch.all_logits) fail("forward_sample: all_logits is not supported (one id per sequence)");
+    const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
+    const int rows = static_cast<int>(plan.logit_rows.size());
+    if (static_cast<int>(params.size()) != rows) {
+      fail("forward_sample: {} sampling params for {} sequences", params.size(), rows);
+    }
+    if (rows > max_logit_rows_) fail("forward_sample: {} sequences exceed {} rows", rows, max_logit_rows_);
+    const int vocab = config_.vocab_size;
+    if (vocab > kMaxSamplingVocab) fail("GPU sampling supports a vocabulary of at most {}", kMaxSamplingVocab);
+    const bool greedy = std::all_of(params.begin(), params.end(), [](const SamplingParams& p) {
+      return !(p.temperature > 0);
+    });
+    cudaStream_t s = stream_.get();
+    run_layers(batch, plan, [&](int, int) {
+      if (greedy) {
+        argmax(logits_, rows, vocab, d_sample_ids_, s);
+      } else {
+        CUDA_CHECK(cudaMemcpyAsync(d_sample_params_, params.data(), rows * sizeof(SamplingParams),
+                                   cudaMemcpyHostToDevice, s));
+        sample(logits_, rows, vocab, d_sample_params_, d_sample_ids_, s);
+      }
+    });
+    ids.resize(rows);
+    CUDA_CHECK(cudaMemcpyAsync(ids.data(), d_sample_ids_, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    commit_batch(batch, plan, kv_);
+  }
+
+ private:
+  // Every launch of one forward step, in order. `on_logits(r0, chunk)` is called (on the stream) after
+  // each chunk of logit rows lands in logits_ (chunk, vocab). The caller synchronizes and commits.
+  template <typename OnLogits>
+  void run_layers(const ForwardBatch& batch, const BatchPlan& plan, OnLogits on_logits) {
     const Config& c = config_;
-    const BatchPlan plan = plan_batch(batch, kv_, c.vocab_size);
     if (plan.num_tokens > max_tokens_ || plan.num_seqs > max_seqs_) {
       fail("batch of {} tokens in {} sequences exceeds this backend's limits ({} tokens, {} sequences)",
            plan.num_tokens, plan.num_seqs, max_tokens_, max_seqs_);
@@ -165,19 +215,14 @@ class CudaBackend final : public Backend {
     }
     // lm_head over the rows whose logits are wanted, in chunks of max_logit_rows_.
     const int rows = static_cast<int>(plan.logit_rows.size());
-    logits.resize(static_cast<size_t>(rows) * c.vocab_size);
     for (int r0 = 0; r0 < rows; r0 += max_logit_rows_) {
       const int chunk = std::min(max_logit_rows_, rows - r0);
       gather_rows(normed_, d_logit_rows_ + r0, chunk, hidden, selected_, s);
       gemm_->matmul(selected_, lm_head_, logits_, chunk, hidden, c.vocab_size, s);
-      CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * c.vocab_size, logits_,
-                                 static_cast<size_t>(chunk) * c.vocab_size * sizeof(float), cudaMemcpyDeviceToHost, s));
+      on_logits(r0, chunk);
     }
-    CUDA_CHECK(cudaStreamSynchronize(s));
-    commit_batch(batch, plan, kv_);
   }
 
- private:
   static KVCacheManager make_kv(const Config& c, const BackendOptions& o) {
     if (cuda_device_count() == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
     const int context = o.max_context > 0 ? o.max_context : c.max_position_embeddings;
@@ -230,11 +275,11 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void upload_weights(const Checkpoint& ckpt) {
+  void upload_weights(const Checkpoint& ckpt, bool show_progress) {
     const LlamaTensors& t = ckpt.tensors;
     size_t source_bytes = 0;
     for (const auto& name : ckpt.store.names()) source_bytes += ckpt.store.find(name)->nbytes;
-    ProgressBar progress("loading weights", source_bytes);
+    ProgressBar progress("loading weights", source_bytes, show_progress);
     std::vector<uint16_t> staging;
     auto load = [&](bf16* dst, std::initializer_list<const TensorInfo*> parts) {
       for (const TensorInfo* p : parts) {
@@ -290,6 +335,9 @@ class CudaBackend final : public Backend {
                                          "fewer KV blocks to fit)", kv_.num_blocks(), kv_.block_size());
     kv_buf_ = DeviceBuffer(bytes, what.c_str());
     kv_pool_ = kv_buf_.as<bf16>();
+    // Zeroed once so that a benchmark which sets sequence lengths without prefilling (synthetic
+    // context) reads finite K/V rather than whatever the allocation held (NaN bit patterns included).
+    CUDA_CHECK(cudaMemset(kv_pool_, 0, bytes));
   }
 
   void allocate_workspace() {
@@ -325,6 +373,12 @@ class CudaBackend final : public Backend {
     d_seq_lens_ = d_cu_seqlens_ + max_seqs_ + 1;
     d_block_tables_ = d_seq_lens_ + max_seqs_ + 1;
     meta_host_.resize(meta);
+    sample_buf_ = DeviceBuffer(align_up(size_t(max_logit_rows_) * sizeof(SamplingParams)) +
+                                   align_up(size_t(max_logit_rows_) * sizeof(int32_t)),
+                               "sampling params and ids");
+    Carver carve_sample(sample_buf_.get());
+    d_sample_params_ = carve_sample.take<SamplingParams>(max_logit_rows_);  // (L)
+    d_sample_ids_ = carve_sample.take<int32_t>(max_logit_rows_);           // (L)
     if (fast_attention_) {
       const size_t ws = attention_decode_workspace_bytes(max_seqs_, c.num_heads, c.head_dim, kMaxDecodeSplits);
       decode_ws_ = DeviceBuffer(ws, "decode attention workspace");
@@ -362,7 +416,9 @@ class CudaBackend final : public Backend {
   bf16* kv_pool_ = nullptr;  // layer l: K at 2l * pool_elems_, V at (2l + 1) * pool_elems_
   size_t pool_elems_ = 0;
 
-  DeviceBuffer workspace_, decode_ws_;
+  DeviceBuffer workspace_, decode_ws_, sample_buf_;
+  SamplingParams* d_sample_params_ = nullptr;
+  int32_t* d_sample_ids_ = nullptr;
   float *residual_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;
   bf16 *normed_ = nullptr, *proj_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *gate_up_ = nullptr,
        *act_ = nullptr, *selected_ = nullptr;

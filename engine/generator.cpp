@@ -10,6 +10,7 @@ namespace fc {
 const char* stop_reason_name(StopReason reason) {
   switch (reason) {
     case StopReason::StopToken: return "stop token";
+    case StopReason::StopString: return "stop string";
     case StopReason::MaxTokens: return "max new tokens";
     case StopReason::ContextFull: return "context full";
     case StopReason::Cancelled: return "cancelled";
@@ -18,11 +19,15 @@ const char* stop_reason_name(StopReason reason) {
 }
 
 GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t>& prompt,
-                         const GenerationParams& params, const std::function<bool(int32_t)>& on_token) {
+                         const GenerationParams& params, const std::function<bool(int32_t)>& on_token,
+                         const std::vector<int32_t>& history_before) {
   using clock = std::chrono::steady_clock;
   KVCacheManager& kv = backend.kv_cache();
   const int vocab = backend.config().vocab_size;
   if (prompt.empty()) fail("generate: the prompt is empty");
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= vocab) fail("generate: token id {} is outside the model's vocabulary of {}", id, vocab);
+  }
   const int context = kv.max_tokens_per_seq();
   if (kv.length(seq_id) + static_cast<int>(prompt.size()) > context) {
     fail("prompt of {} tokens (plus {} already in the conversation) exceeds the context of {} tokens",
@@ -30,23 +35,36 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
   }
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int>(prompt.size());
-  std::vector<int32_t> history(prompt);  // for the repetition penalty
+  const bool host_penalty = params.repetition_penalty != 1.0f;
+  std::vector<int32_t> history;  // for the repetition penalty
+  if (host_penalty) {
+    history = history_before;
+    history.insert(history.end(), prompt.begin(), prompt.end());
+  }
   std::vector<float> logits;
-  const auto t0 = clock::now();
-  backend.forward({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false}, logits);
-  auto first_token_time = t0;
-  for (int step = 0; step < params.max_new_tokens; ++step) {
-    if (params.repetition_penalty != 1.0f) {
-      const int32_t offsets[2] = {0, static_cast<int32_t>(history.size())};
-      repetition_penalty_ref(logits.data(), 1, vocab, history.data(), offsets, &params.repetition_penalty);
+  std::vector<int32_t> ids(1);
+  SamplingParams sp = params.sampling;
+  // One forward step; leaves the next id in ids[0]. The position of the token being chosen is the
+  // sequence length after the step (sp.step): one draw per position, reproducible per seed.
+  auto step_forward = [&](const ForwardBatch& batch) {
+    sp.step = static_cast<uint64_t>(kv.length(seq_id) + batch.tokens.size());
+    if (!host_penalty) {
+      backend.forward_sample(batch, {sp}, ids);
+      return;
     }
-    SamplingParams sp = params.sampling;
-    sp.step = static_cast<uint64_t>(kv.length(seq_id));  // one draw per position: reproducible per seed
-    const int32_t id = sample_ref(logits.data(), vocab, sp, sampling_random(sp.seed, sp.step)).id;
-    if (step == 0) first_token_time = clock::now();
+    backend.forward(batch, logits);
+    const int32_t offsets[2] = {0, static_cast<int32_t>(history.size())};
+    repetition_penalty_ref(logits.data(), 1, vocab, history.data(), offsets, &params.repetition_penalty);
+    ids[0] = sample_ref(logits.data(), vocab, sp, sampling_random(sp.seed, sp.step)).id;
+  };
+  const auto t0 = clock::now();
+  step_forward({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false});
+  const auto first_token_time = clock::now();
+  for (int step = 0; step < params.max_new_tokens; ++step) {
+    const int32_t id = ids[0];
     stats.ids.push_back(id);
     ++stats.generated_tokens;
-    history.push_back(id);
+    if (host_penalty) history.push_back(id);
     if (std::find(params.stop_ids.begin(), params.stop_ids.end(), id) != params.stop_ids.end()) {
       stats.stop = StopReason::StopToken;
       on_token(id);
@@ -64,12 +82,55 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
       stats.stop = StopReason::ContextFull;
       break;
     }
-    backend.forward({{seq_id}, {1}, {id}, false}, logits);
+    step_forward({{seq_id}, {1}, {id}, false});
   }
   const auto t_end = clock::now();
   stats.prefill_ms = std::chrono::duration<double, std::milli>(first_token_time - t0).count();
   stats.decode_ms = std::chrono::duration<double, std::milli>(t_end - first_token_time).count();
   return stats;
+}
+
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
+}
+
+std::string StopStringMatcher::push(std::string_view text) {
+  if (stopped_) return {};
+  pending_.append(text);
+  // The earliest complete stop string wins (two may end in the same push).
+  size_t cut = std::string::npos;
+  for (const std::string& s : stops_) {
+    const size_t at = pending_.find(s);
+    if (at != std::string::npos && at < cut) {
+      cut = at;
+      matched_ = s;
+    }
+  }
+  if (cut != std::string::npos) {
+    stopped_ = true;
+    std::string out = pending_.substr(0, cut);
+    pending_.clear();
+    return out;
+  }
+  // Hold back the longest tail of pending_ that is a proper prefix of some stop string.
+  size_t hold = 0;
+  for (const std::string& s : stops_) {
+    for (size_t k = std::min(s.size() - 1, pending_.size()); k > hold; --k) {
+      if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  std::string out = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  return out;
+}
+
+std::string StopStringMatcher::flush() {
+  std::string out;
+  out.swap(pending_);
+  return stopped_ ? std::string() : out;
 }
 
 }  // namespace fc

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/backend.h"
@@ -11,7 +12,7 @@
 
 namespace fc {
 
-enum class StopReason { StopToken, MaxTokens, ContextFull, Cancelled };
+enum class StopReason { StopToken, StopString, MaxTokens, ContextFull, Cancelled };
 const char* stop_reason_name(StopReason reason);
 
 struct GenerationParams {
@@ -31,8 +32,33 @@ struct GenerationStats {
 };
 
 // on_token(id) returns false to stop (Cancelled). Uses KV sequence `seq_id`, which may already hold a
-// prefix (multi-turn chat): only `prompt` (the new tokens) is prefilled.
+// prefix (multi-turn chat): only `prompt` (the new tokens) is prefilled; `history` (may be empty) is
+// what the sequence already holds, for the repetition penalty (HF penalises every id of input_ids).
+//
+// Sampling draw of the token at position p is sampling_random(seed, p): the same seed gives the same
+// text on every run and on either backend (CPU and GPU samplers pick identical ids for equal logits).
+// Without a repetition penalty the token is chosen on the device (Backend::forward_sample).
 GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t>& prompt,
-                         const GenerationParams& params, const std::function<bool(int32_t)>& on_token);
+                         const GenerationParams& params, const std::function<bool(int32_t)>& on_token,
+                         const std::vector<int32_t>& history = {});
+
+// Finds stop strings in streamed text that may be split across tokens anywhere (even inside a UTF-8
+// character's bytes). push() returns the text that can safely be shown: everything except a tail
+// that could still become the start of a stop string. Once a stop string is complete, push() returns
+// the text before it and stopped() is true; the stop string itself and anything after are dropped.
+class StopStringMatcher {
+ public:
+  explicit StopStringMatcher(std::vector<std::string> stops);
+  std::string push(std::string_view text);
+  std::string flush();  // end of generation: the held-back tail (no stop string completed)
+  bool stopped() const { return stopped_; }
+  const std::string& matched() const { return matched_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string pending_;  // text not shown yet: a possible prefix of a stop string
+  bool stopped_ = false;
+  std::string matched_;
+};
 
 }  // namespace fc
