@@ -1,5 +1,6 @@
 #include "model/llama_weights.h"
 
+#include <cstring>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -101,6 +102,50 @@ Checkpoint open_checkpoint(const std::string& model_dir) {
   ckpt.store = TensorStore::open_dir(model_dir);
   ckpt.tensors = map_llama_tensors(ckpt.config, ckpt.store, model_dir);
   return ckpt;
+}
+
+namespace {
+
+// Index of the first element whose exponent bits are all ones (NaN or Inf), or `count`. Works on the raw
+// bits so a BF16/F16 tensor is never widened; memcpy because safetensors offsets may be unaligned.
+template <typename Bits>
+size_t first_non_finite(const unsigned char* data, size_t count, Bits exponent_mask) {
+  for (size_t i = 0; i < count; ++i) {
+    Bits bits;
+    std::memcpy(&bits, data + i * sizeof(Bits), sizeof(Bits));
+    if ((bits & exponent_mask) == exponent_mask) return i;
+  }
+  return count;
+}
+
+}  // namespace
+
+void check_tensor_finite(const TensorInfo& t) {
+  const size_t count = static_cast<size_t>(t.numel());
+  size_t bad = count;
+  float value = 0.f;
+  switch (t.dtype) {
+    case DType::F32:
+      bad = first_non_finite<uint32_t>(t.data, count, 0x7f800000u);
+      break;
+    case DType::F16:
+      bad = first_non_finite<uint16_t>(t.data, count, 0x7c00u);
+      break;
+    case DType::BF16:
+      bad = first_non_finite<uint16_t>(t.data, count, 0x7f80u);
+      break;
+    default:
+      return;  // integer tensors have no NaN
+  }
+  if (bad == count) return;
+  convert_to_f32(t.dtype, t.data + bad * dtype_size(t.dtype), 1, &value);
+  const char* what = value != value ? "NaN" : (value > 0 ? "+Inf" : "-Inf");
+  fail("{}: tensor '{}' has {} at index {} of shape {}; the checkpoint is corrupted", t.file, t.name, what, bad,
+       t.shape_string());
+}
+
+void check_weights_finite(const Checkpoint& checkpoint) {
+  for (const std::string& name : checkpoint.store.names()) check_tensor_finite(*checkpoint.store.find(name));
 }
 
 }  // namespace fc

@@ -42,4 +42,11 @@ struct Checkpoint {
 };
 Checkpoint open_checkpoint(const std::string& model_dir);
 
+// `--check-weights`: reads every floating-point tensor of the checkpoint (F32/F16/BF16, straight from the
+// mapping, no copy) and throws fc::Error "<file>: tensor '<name>' has NaN at index I of shape [..]" (or
+// +Inf / -Inf) for the first non-finite element. Costs one pass over the weights' bytes, so it is opt-in.
+void check_weights_finite(const Checkpoint& checkpoint);
+// The same scan for one tensor (integer tensors are skipped).
+void check_tensor_finite(const TensorInfo& tensor);
+
 }  // namespace fc

@@ -56,16 +56,21 @@ int64_t TensorInfo::numel() const {
 std::string TensorInfo::shape_string() const { return shape_to_string(shape); }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
-  const size_t size = file_.size_bytes();
+  tensors_ = parse_safetensors(path, file_.data(), file_.size_bytes());
+}
+
+std::map<std::string, TensorInfo> parse_safetensors(const std::string& path, const unsigned char* bytes,
+                                                    size_t size) {
+  std::map<std::string, TensorInfo> tensors;
   if (size < 8) fail("{}: file is {} bytes, too short for a safetensors header", path, size);
   uint64_t header_bytes = 0;
-  std::memcpy(&header_bytes, file_.data(), 8);  // little-endian on every platform we build for
+  std::memcpy(&header_bytes, bytes, 8);  // little-endian on every platform we build for
   if (header_bytes > size - 8 || header_bytes > kMaxHeaderBytes) {
     fail("{}: header length {} exceeds the file ({} bytes); the file is truncated or not safetensors", path,
          header_bytes, size);
   }
-  const json header = parse_header(path, reinterpret_cast<const char*>(file_.data()) + 8, header_bytes);
-  const unsigned char* data_area = file_.data() + 8 + header_bytes;
+  const json header = parse_header(path, reinterpret_cast<const char*>(bytes) + 8, header_bytes);
+  const unsigned char* data_area = bytes + 8 + header_bytes;
   const uint64_t data_bytes = size - 8 - header_bytes;
 
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -118,13 +123,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     info.data = data_area + begin;
     info.nbytes = end - begin;
     ranges.emplace_back(begin, end);
-    tensors_.emplace(name, std::move(info));
+    tensors.emplace(name, std::move(info));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) {
       std::string a, b2;
-      for (const auto& [n, t] : tensors_) {
+      for (const auto& [n, t] : tensors) {
         const uint64_t begin = static_cast<uint64_t>(t.data - data_area);
         if (begin == ranges[i - 1].first && a.empty()) a = n;
         else if (begin == ranges[i].first) b2 = n;
@@ -132,6 +137,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       fail("{}: tensors '{}' and '{}' overlap in the data area", path, a, b2);
     }
   }
+  return tensors;
 }
 
 const TensorInfo* SafetensorsFile::find(const std::string& name) const {

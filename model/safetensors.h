@@ -25,6 +25,12 @@ struct TensorInfo {
   std::string shape_string() const;  // "[320, 128]"
 };
 
+// Validates the `size` bytes of a whole safetensors file at `bytes` (header and data area) and returns its
+// tensors, whose `data` point into `bytes`. Throws fc::Error naming `path` (and the tensor) on any
+// inconsistency. SafetensorsFile calls it on the mapping; the fuzz target (fuzz/) calls it directly.
+std::map<std::string, TensorInfo> parse_safetensors(const std::string& path, const unsigned char* bytes,
+                                                    size_t size);
+
 class SafetensorsFile {
  public:
   // Maps and validates `path`; throws fc::Error naming the file (and tensor) on any inconsistency.

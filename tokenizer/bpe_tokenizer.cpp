@@ -41,6 +41,17 @@ bool null_or_empty(const json& j, const char* key) {
   return it == j.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty());
 }
 
+// A token id as tokenizer.json writes it. nlohmann's get<int>() of a float or a huge integer is undefined
+// behaviour or a silent wrap (found by fuzz/fuzz_tokenizer_json), and a huge id would make set_token
+// allocate gigabytes; 2^24 is far above any real vocabulary (LLaMA 3: 128256).
+TokenId json_token_id(const json& value) {
+  constexpr long long kMaxTokenId = 1 << 24;
+  if (!value.is_number_integer() || value.get<long long>() < 0 || value.get<long long>() >= kMaxTokenId) {
+    fail("token id {} is not an integer in [0, {})", value.dump(), kMaxTokenId);
+  }
+  return static_cast<TokenId>(value.get<long long>());
+}
+
 // Collects the SpecialToken ids of a TemplateProcessing "single" template around Sequence A.
 void template_ids(const json& processor, std::vector<TokenId>& prefix, std::vector<TokenId>& suffix) {
   const auto& specials = processor.at("special_tokens");
@@ -53,7 +64,7 @@ void template_ids(const json& processor, std::vector<TokenId>& prefix, std::vect
     const std::string name = item.at("SpecialToken").at("id").get<std::string>();
     auto it = specials.find(name);
     if (it == specials.end()) fail("post_processor template names '{}' but special_tokens lacks it", name);
-    for (const auto& id : it->at("ids")) (seen_sequence ? suffix : prefix).push_back(id.get<TokenId>());
+    for (const auto& id : it->at("ids")) (seen_sequence ? suffix : prefix).push_back(json_token_id(id));
   }
 }
 
@@ -122,7 +133,7 @@ void BpeTokenizer::load_vocab(const json& model) {
   model_vocab_count_ = static_cast<int32_t>(vocab.size());
   std::string bytes;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const TokenId id = it.value().get<TokenId>();
+    const TokenId id = json_token_id(it.value());
     set_token(id, it.key());
     text_to_id_.insert(it.key(), id);
     // A token outside the byte-level alphabet cannot come out of byte-level pre-tokenization; it
@@ -179,7 +190,7 @@ void BpeTokenizer::load_added_tokens(const json& list) {
     a.special = t.value("special", false);
     a.normalized = t.value("normalized", !a.special);
     if (a.content.empty()) continue;
-    const TokenId file_id = t.at("id").get<TokenId>();
+    const TokenId file_id = json_token_id(t.at("id"));
     TokenId id = kNoToken;
     for (const AddedToken& earlier : tokens) {
       if (earlier.content == a.content) id = earlier.id;
@@ -225,8 +236,8 @@ void BpeTokenizer::load_post_processor(const json& p) {
   } else if (type == "TemplateProcessing") {
     template_ids(p, prefix_, suffix_);
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    prefix_.push_back(p.at("cls").at(1).get<TokenId>());
-    suffix_.push_back(p.at("sep").at(1).get<TokenId>());
+    prefix_.push_back(json_token_id(p.at("cls").at(1)));
+    suffix_.push_back(json_token_id(p.at("sep").at(1)));
   } else if (type != "ByteLevel") {  // ByteLevel only adjusts offsets
     fail("post_processor type '{}' is not supported", type);
   }
