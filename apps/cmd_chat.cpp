@@ -37,6 +37,8 @@ int run_chat(ChatCommandOptions& o) {
   LoadedModel m = load_model(o.model);
   const Tokenizer& tok = *m.tokenizer;
   const ChatFormat format = detect_chat_format(tok);
+  // Refuse a tokenizer that cannot express the format before waiting for the first turn.
+  format_chat(tok, format, {{"user", "?"}}, m.config_eos);
   KVCacheManager& kv = m.backend->kv_cache();
   const int seq = kv.create_sequence();
   const bool interactive = isatty(STDIN_FILENO) != 0;

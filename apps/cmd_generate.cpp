@@ -94,7 +94,8 @@ int run_generate(GenerateOptions& o) {
                         {"decode_tok_s", decode_ms_per_token > 0 ? 1e3 / decode_ms_per_token : 0.0},
                         {"stop_reason", stop_reason_name(stats.stop)}};
     if (stops.stopped()) j["stop_string"] = stops.matched();
-    write_out(j.dump() + "\n");
+    // A stop string or a cut may leave bytes that are not UTF-8; JSON cannot carry them: U+FFFD.
+    write_out(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return 0;
   }
   write_out("\n");

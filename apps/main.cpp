@@ -37,8 +37,12 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line and status 1 like every other error (CLI11 would print two lines and its own codes).
+    std::fprintf(stderr, "error: %s (see --help)\n", e.what());
+    return 1;
   }
   // stdout carries results (ids, text, tables); logs go to stderr.
   spdlog::set_default_logger(spdlog::stderr_color_mt("flashcore"));

@@ -7,9 +7,11 @@ two ways:
   compile  StaticCache + torch.compile(mode="reduce-overhead", fullgraph=True): CUDA graphs, the
            recipe of the transformers docs for fast decoding. The static cache is sized per context
            (context + gen_len), so a decode step attends over that many slots, as HF does.
-Per prompt length: time to first token (prefill + argmax of the last logits). Per context (batch 1):
-greedy decode ms/token p50/p90/p99 over gen_len steps after the context is filled by a prefill (in
-chunks, logits of the last token only). Host timers around synchronized steps, as flashcore's.
+Per prompt length (eager forward in both modes: HF's generate() prefills outside the CUDA graphs too):
+time to first token (prefill + argmax of the last logits). Per context (batch 1): greedy decode
+ms/token p50/p90/p99 over gen_len steps after the context is filled by a prefill (in chunks, logits
+of the last token only) and --warm-steps untimed steps. Host timers around synchronized steps, as
+flashcore's.
 
   scripts/bench_hf.py --config configs/llama-3.1-8b.json --json hf.json [--modes eager,compile]
       [--prompt-len 128,512,2048] [--context 0,8192,32768] [--gen-len 128] [--iters 1]
@@ -33,7 +35,8 @@ def parse_args():
     p.add_argument("--prompt-len", type=ints, default=[128, 512, 2048])
     p.add_argument("--context", type=ints, default=[0, 8192, 32768])
     p.add_argument("--gen-len", type=int, default=128)
-    p.add_argument("--iters", type=int, default=1, help="timed repetitions of each configuration")
+    p.add_argument("--iters", type=int, default=1, help="timed repetitions of each prefill")
+    p.add_argument("--warm-steps", type=int, default=16, help="untimed decode steps before the timed ones")
     p.add_argument("--chunk", type=int, default=8192, help="prefill chunk when filling a long context")
     p.add_argument("--seed", type=int, default=1)
     return p.parse_args()
@@ -112,7 +115,7 @@ def main():
 
         # Prefill: eager forward in both modes (torch.compile of a 2048-token prefill is a separate
         # compile per length; HF's generate() also prefills without the compiled graph).
-        for plen in args.prompt_len:
+        for plen in (args.prompt_len if mode == "eager" else []):
             times = []
             for it in range(args.iters + 1):
                 cache = make_cache(plen + 1)
@@ -130,40 +133,48 @@ def main():
 
         for ctx in args.context:
             try:
-                cache = make_cache(ctx + args.gen_len + 1)
+                # Steps run on from the context without rewinding: `warm` untimed steps (compile and CUDA
+                # graph capture happen there), then gen_len timed ones. The cache holds all of them.
+                warm = args.warm_steps
+                cache = make_cache(ctx + warm + args.gen_len + 2)
                 with torch.no_grad():
                     if ctx > 0:
                         fill(cache, tokens(ctx), model.forward)
                     tok = tokens(1)
+                    # The first step eager: it allocates a lazily initialised static cache, whose tensors
+                    # are then marked static so CUDA graphs may mutate them in place (transformers marks
+                    # keys/values; 5.x layers also keep a length counter that it does not mark, which
+                    # otherwise makes inductor skip CUDA graphs for "mutated inputs").
+                    o = model.forward(input_ids=tok, past_key_values=cache, cache_position=torch.tensor([ctx], device=dev),
+                                      use_cache=True)
+                    tok = o.logits[:, -1:].argmax(-1).clone()
+                    if mode == "compile":
+                        for layer in getattr(cache, "layers", []):
+                            for name in ("keys", "values", "cumulative_length"):
+                                t = getattr(layer, name, None)
+                                if isinstance(t, torch.Tensor):
+                                    torch._dynamo.mark_static_address(t)
                     samples = []
-                    compile_s = None
-                    # warm-up pass (compiles / records CUDA graphs in compile mode), then timed passes;
-                    # each pass rewinds to `ctx` by overwriting the same cache positions.
-                    for it in range(args.iters + 1):
-                        t_pass = time.perf_counter()
-                        for step in range(args.gen_len):
-                            pos = torch.tensor([ctx + step], device=dev)
-                            if mode == "eager" and it > 0 and step == 0:
-                                cache.crop(ctx)
-                            sync()
-                            t = time.perf_counter()
-                            o = decode_forward(input_ids=tok, past_key_values=cache, cache_position=pos,
-                                               use_cache=True)
-                            tok = o.logits[:, -1:].argmax(-1).clone()
-                            sync()
-                            if it > 0:
-                                samples.append((time.perf_counter() - t) * 1e3)
-                        if it == 0:
-                            compile_s = time.perf_counter() - t_pass
-                        if mode == "eager":
-                            cache.crop(ctx)
+                    sync()
+                    t_warm = time.perf_counter()
+                    for step in range(1, warm + args.gen_len + 1):
+                        if step == warm + 1:
+                            warm_s = time.perf_counter() - t_warm
+                        pos = torch.tensor([ctx + step], device=dev)
+                        sync()
+                        t = time.perf_counter()
+                        o = decode_forward(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
+                        tok = o.logits[:, -1:].argmax(-1).clone()
+                        sync()
+                        if step > warm:
+                            samples.append((time.perf_counter() - t) * 1e3)
                 r = {"batch": 1, "context": ctx, "ms_per_step_p50": percentile(samples, 50),
                      "ms_per_step_p90": percentile(samples, 90), "ms_per_step_p99": percentile(samples, 99),
-                     "ms_per_step_mean": sum(samples) / len(samples), "first_pass_s": compile_s}
+                     "ms_per_step_mean": sum(samples) / len(samples), "warmup_s": warm_s, "warm_steps": warm}
                 res["decode"].append(r)
                 print(f"[{mode}] decode ctx {ctx}: p50 {r['ms_per_step_p50']:.3f} ms/token "
-                      f"(first pass {compile_s:.1f} s)", flush=True)
-                del cache
+                      f"(warm-up {warm_s:.1f} s)", flush=True)
+                del cache, o
                 torch.cuda.empty_cache()
             except Exception as e:  # report and go on: one failing configuration must not lose the rest
                 print(f"[{mode}] decode ctx {ctx}: failed: {type(e).__name__}: {e}", flush=True)
