@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/apps/cli_runner.h"
+#include "tests/model/checkpoint_mutator.h"
 #include "tests/test_util.h"
 
 using fc::test::data_path;
@@ -175,4 +176,33 @@ TEST_CASE("bench --device cpu on a checkpoint: table and JSON with consistent nu
     // Mean over the 5 steps of weights + batch x (context + step + 1) tokens of K/V.
     CHECK(d["bytes_per_step"].get<double>() == Approx(weights + batch * (context + 3) * kv));
   }
+}
+
+TEST_CASE("chat under a pipe: turns line by line, KV reuse across turns, /reset and /exit", "[cli][chat]") {
+  // The fixture's tokenizer has no chat tokens; naming <eos> as BOS/EOS in tokenizer_config.json gives
+  // it the LLaMA 2 [INST] format, which needs only those two.
+  fc::test::ScratchCheckpoint c(kModel);
+  c.write("tokenizer_config.json", R"({"bos_token": "<eos>", "eos_token": "<eos>"})");
+  const auto r = run_flashcore("chat --model " + c.dir() + " --device cpu --temperature 0 --max-new-tokens 6",
+                               "hello there\nand now?\n/reset\nhello there\n/exit\nnever read\n");
+  INFO(r.out << "\n---\n" << r.err);
+  REQUIRE(r.status == 0);
+  std::vector<std::string> replies;
+  for (size_t b = 0, e; (e = r.out.find('\n', b)) != std::string::npos; b = e + 1) replies.push_back(r.out.substr(b, e - b));
+  // The statistics lines on stderr count the turns.
+  std::vector<std::string> stats;
+  for (size_t b = 0, e; (e = r.err.find('\n', b)) != std::string::npos; b = e + 1) {
+    if (r.err.compare(b, 10, "[prefilled") == 0) stats.push_back(r.err.substr(b, e - b));
+  }
+  REQUIRE(stats.size() == 3);  // "never read" after /exit is not a turn
+  CHECK_THAT(stats[0], Contains("(0 reused)"));
+  // The first turn stays in the cache (its reply too, as far as re-encoding the reply text, which the
+  // template strips, gives back the generated ids).
+  CHECK_THAT(stats[1], !Contains("(0 reused)"));
+  CHECK_THAT(stats[2], Contains("(0 reused)"));   // after /reset
+  CHECK_THAT(r.err, Contains("(conversation reset)"));
+  // The same first turn after /reset gives the same greedy reply (these greedy replies hold no newline).
+  REQUIRE(replies.size() == 3);
+  CHECK(replies[0] == replies[2]);
+  CHECK(replies[0] != replies[1]);
 }
