@@ -74,7 +74,7 @@ TEST_CASE("generate streams the same text as --json, with a statistics line", "[
   CHECK(quiet.err.empty());
 }
 
-TEST_CASE("generate: a seed gives the same text on every run; prompt from stdin and file", "[cli][generate]") {
+TEST_CASE("generate: a seed gives the same text on every run, prompt from stdin or a file", "[cli][generate]") {
   const std::string args = "--temperature 1.2 --top-k 50 --top-p 0.95 --min-p 0.01 --max-new-tokens 24 ";
   const json a = run_json(args + "--seed 11 --prompt \"hello world\"");
   const json b = run_json(args + "--seed 11 --prompt \"hello world\"");

@@ -66,7 +66,7 @@ std::vector<float> fixed_logits(int vocab, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("sampler: kept set equals HF's warpers; draws follow the renormalised probabilities", "[sampling]") {
+TEST_CASE("sampler: kept set equals HF warpers, draws follow the renormalised probabilities", "[sampling]") {
   const int vocab = 200;
   const std::vector<float> logits = fixed_logits(vocab, 11);
   struct Case { float t; int k; float top_p, min_p; };
@@ -175,7 +175,7 @@ GenerationStats run(Backend& b, const std::vector<int32_t>& prompt, const Genera
 }
 }  // namespace
 
-TEST_CASE("generate: a seed fixes the text; greedy is the argmax; limits stop it", "[generate]") {
+TEST_CASE("generate: a seed fixes the text, greedy is the argmax, limits stop it", "[generate]") {
   auto backend = cpu_backend();
   const std::vector<int32_t> prompt = {1, 17, 42, 99, 7, 250};
   GenerationParams p;
