@@ -2,6 +2,13 @@
 // transformers (tests/data/models/tiny-llama3-bpe/generate.golden.json, scripts/make_generate_golden.py),
 // determinism under a seed, stop strings, --json, context errors, generation_config defaults, and every
 // error as one line with exit status 1.
+//
+// The fixture was made on the GPU machine (torch + transformers), never by hand:
+//   python3 scripts/make_reference.py --config scripts/fixtures/tiny-llama3-bpe.json --model M \
+//       --out M/reference.safetensors --tokens 40 --seed 4 --device cpu
+//   cp tests/data/tokenizer/mini_b.tokenizer.json M/tokenizer.json
+//   python3 scripts/make_generate_golden.py --model M --out M/generate.golden.json
+// with M = tests/data/models/tiny-llama3-bpe.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -45,6 +52,13 @@ void check_one_line_error(const fc::test::CliResult& r, const std::string& conta
 }
 
 }  // namespace
+
+TEST_CASE("the generate fixture passes validate against its transformers logits", "[cli][generate]") {
+  const auto r = run_flashcore("validate --device cpu --model " + model_dir() + " --reference " + model_dir() +
+                               "/reference.safetensors");
+  INFO(r.out << r.err);
+  CHECK(r.status == 0);
+}
 
 TEST_CASE("generate --temperature 0 reproduces transformers' greedy ids", "[cli][generate]") {
   const json golden = json::parse(slurp(model_dir() + "/generate.golden.json"));
