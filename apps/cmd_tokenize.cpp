@@ -81,6 +81,9 @@ int run_tokenize(const TokenizeOptions& o) {
 
 Runner add_tokenize_command(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
+  app.footer(
+      "Examples:\n  printf 'Hello, world!' | flashcore tokenize --tokenizer .cache/llama3_1/tokenizer.json --json --bos\n"
+      "  echo '[128000, 9906, 11, 1917, 0]' | flashcore tokenize --model DIR --decode");
   auto* tokenizer = app.add_option("--tokenizer", o->tokenizer_path, "tokenizer.json or tokenizer.model file");
   auto* model = app.add_option("--model", o->model_dir, "model directory holding tokenizer.json / tokenizer.model");
   tokenizer->excludes(model);
