@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds FlashCore and runs its main job on an embedded default:
-# with a GPU, the CUDA path; without one, the bundled tiny checkpoints through the CPU reference path
-# (flashcore validate against Hugging Face transformers' logits).
+# with a GPU, the bundled checkpoints validated on the CUDA path and the synthetic LLaMA 3.1 8B benchmark;
+# without one, the bundled tiny checkpoints through the CPU reference path (flashcore validate against
+# Hugging Face transformers' logits).
 #   scripts/run_main.sh [BUILD_DIR]        (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +11,15 @@ build=${1:-build}
 scripts/setup.sh --no-tokenizer
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FC_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j"$(nproc)" --target flashcore
-device=cpu
-if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then device=cuda; fi
-for model in tests/data/models/*/; do
-  "$build"/flashcore validate --model "$model" --reference "$model/reference.safetensors" --device "$device"
-done
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  # GPU: validate the bundled checkpoints on the CUDA path, then the synthetic LLaMA 3.1 8B benchmark
+  # (random weights drawn on the GPU; no files, no download).
+  for model in tests/data/models/*/; do
+    "$build"/flashcore validate --model "$model" --reference "$model/reference.safetensors" --device cuda
+  done
+  "$build"/flashcore bench --synthetic llama-3.1-8b
+else
+  for model in tests/data/models/*/; do
+    "$build"/flashcore validate --model "$model" --reference "$model/reference.safetensors" --device cpu
+  done
+fi
