@@ -194,3 +194,8 @@ TEST_CASE("config.json token ids must be non-negative", "[malformed][config]") {
   c.edit_json("config.json", [](json& j) { j["eos_token_id"] = -5; });
   CHECK_THROWS_WITH(open_checkpoint(c.dir()), Contains("config.json: field 'eos_token_id' must hold non-negative token ids, got -5"));
 }
+
+TEST_CASE("a header number too large for a double is a clear error (fuzz finding)", "[malformed][fuzz]") {
+  const std::string path = std::string(FC_SOURCE_DIR) + "/fuzz/regressions/safetensors/number-overflow-1e999";
+  CHECK_THROWS_WITH(SafetensorsFile(path), Contains("safetensors header is not valid JSON") && Contains("number overflow"));
+}
