@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <climits>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -42,8 +44,8 @@ std::vector<int> token_id_list(const json& object, const char* key, const std::s
   std::vector<int> ids;
   if (value == nullptr) return ids;
   auto add = [&](const json& v) {
-    if (!v.is_number_integer() || v.get<long long>() < 0) {
-      fail("{}: field '{}' must hold non-negative token ids, got {}", source, key, v.dump());
+    if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > INT32_MAX) {
+      fail("{}: field '{}' must hold token ids in [0, 2^31), got {}", source, key, v.dump());
     }
     ids.push_back(v.get<int>());
   };
@@ -58,8 +60,8 @@ std::vector<int> token_id_list(const json& object, const char* key, const std::s
 std::optional<int> optional_token_id(const json& object, const char* key, const std::string& source) {
   const json* value = find_field(object, key);
   if (value == nullptr) return std::nullopt;
-  if (!value->is_number_integer() || value->get<long long>() < 0) {
-    fail("{}: field '{}' must be a non-negative token id, got {}", source, key, value->dump());
+  if (!value->is_number_integer() || value->get<long long>() < 0 || value->get<long long>() > INT32_MAX) {
+    fail("{}: field '{}' must be a token id in [0, 2^31), got {}", source, key, value->dump());
   }
   return value->get<int>();
 }
@@ -68,7 +70,7 @@ json parse_json_file(const std::string& path) {
   const std::string text = read_text_file(path);
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     fail("{}: not valid JSON ({})", path, e.what());
   }
 }

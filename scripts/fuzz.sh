@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in fuzz/ with clang-14 (+ASan+UBSan) into build-fuzz/ and runs each for a
 # bounded time, seeded from the test fixtures; prints executions per target; exit 1 on any finding.
-#   scripts/fuzz.sh [--seconds N (default 60)] [--build DIR (default build-fuzz)] [TARGET...]
+#   scripts/fuzz.sh [--seconds N (default 60) | --runs N] [--build DIR (default build-fuzz)] [TARGET...]
+#   --runs N: exactly N inputs per target with a fixed seed: deterministic (what CI uses, so a CI result
+#   never depends on machine speed or luck; exploratory runs use --seconds).
 #   TARGETs: safetensors config tokenizer_json bpe_encode (default: all). Findings: DIR/findings/.
 # A finding is minimized by hand and saved under fuzz/regressions/<target>/: the test suite replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
+runs=0
 build=build-fuzz
 targets=()
 while (($#)); do
   case "$1" in
-    --help|-h) sed -n '2,6p' "$0"; exit 0 ;;
+    --help|-h) sed -n '2,8p' "$0"; exit 0 ;;
     --seconds) seconds=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     safetensors|config|tokenizer_json|bpe_encode) targets+=("$1"); shift ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -44,12 +48,13 @@ seed bpe_encode tests/data/tokenizer/corpus.json fuzz/seeds/bpe_encode/* fuzz/re
 declare -A max_len=([safetensors]=65536 [config]=4096 [tokenizer_json]=32768 [bpe_encode]=4096)
 mkdir -p "$build/findings" "$build/logs"
 status=0
+if ((runs > 0)); then limit=(-runs="$runs" -seed=1); seconds="-"; else limit=(-max_total_time="$seconds"); fi
 printf '%-16s %8s %12s %10s %8s  %s\n' target seconds executions exec/s corpus result
 for t in "${targets[@]}"; do
   log=$build/logs/$t.log
   rc=0
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz/fuzz_$t" "$build/corpus/$t" -max_total_time="$seconds" -max_len="${max_len[$t]}" \
+    "$build/fuzz/fuzz_$t" "$build/corpus/$t" "${limit[@]}" -max_len="${max_len[$t]}" \
     -timeout=20 -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$build/findings/$t-" \
     >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -40,8 +40,8 @@ case "${1:-}" in
     prefix=${2:-build}
     normal "$prefix"
     sanitize "$prefix-asan"
-    echo "== bounded fuzz run (scripts/fuzz.sh --seconds 15)"
-    scripts/fuzz.sh --seconds 15 --build "$prefix-fuzz"
+    echo "== bounded fuzz run (scripts/fuzz.sh --runs 20000: fixed seed, deterministic)"
+    scripts/fuzz.sh --runs 20000 --build "$prefix-fuzz"
     ;;
   *) normal "${1:-build}" ;;
 esac

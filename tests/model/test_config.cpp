@@ -74,6 +74,8 @@ TEST_CASE("config refusals name the field", "[config]") {
   refuse([](json& j) { j["hidden_size"] = "4096"; }, "'hidden_size' must be an integer");
   refuse([](json& j) { j["attention_bias"] = true; }, "attention_bias=true is not supported");
   refuse([](json& j) { j["head_dim"] = 7; }, "must be even");
+  refuse([](json& j) { j["eos_token_id"] = 4294967303LL; }, "'eos_token_id' must hold token ids in [0, 2^31)");
+  refuse([](json& j) { j["bos_token_id"] = 4294967296LL; }, "'bos_token_id' must be a token id in [0, 2^31)");
   refuse([](json& j) { j["rope_scaling"].erase("original_max_position_embeddings"); },
          "missing field 'original_max_position_embeddings'");
 }
@@ -84,6 +86,10 @@ TEST_CASE("config.json on disk: missing file and invalid JSON", "[config]") {
   std::filesystem::create_directories(bad);
   {
     std::ofstream(bad + "/config.json") << "{ \"hidden_size\": 4096, ";
+  }
+  CHECK_THROWS_WITH(load_config(bad), Contains("not valid JSON"));
+  {
+    std::ofstream(bad + "/config.json") << "{ \"hidden_size\": 1e999 }";
   }
   CHECK_THROWS_WITH(load_config(bad), Contains("not valid JSON"));
 }
