@@ -38,7 +38,26 @@ struct BenchOptions {
   std::vector<int> prompt_lens{128, 512, 2048}, contexts{0, 8192, 32768}, batches{1, 8, 32};
   int gen_len = 128, warmup = 1, iters = 3, block_size = 16;
   uint64_t seed = 1;
+  bool ablate = false;
+  DecodeOptions decode;  // --no-graph / --no-gemv / --no-fuse / --no-pdl
 };
+
+// The ablation variants: everything on, then each part of the decode fast path off alone, then all off
+// (cuBLASLt for every product, unfused kernels, eager launches).
+struct Variant {
+  const char* name;
+  DecodeOptions options;
+};
+std::vector<Variant> ablation_variants() {
+  DecodeOptions all, no_graph, no_pdl, no_fuse, no_gemv, none;
+  no_graph.cuda_graph = false;
+  no_pdl.pdl = false;
+  no_fuse.fuse = false;
+  no_gemv.gemv = false;
+  none = {false, false, false, false};
+  return {{"all on", all}, {"no CUDA graph", no_graph}, {"no PDL", no_pdl}, {"no fusion", no_fuse},
+          {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
+}
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -248,6 +267,7 @@ int run_bench(const BenchOptions& o) {
   bo.max_sequences = max_batch;
   bo.max_batch_tokens = std::max(chunk, max_batch);
   bo.show_progress = !quiet;
+  bo.decode = o.decode;
   const auto t_load = Clock::now();
   std::unique_ptr<Backend> backend = ckpt ? make_backend(device, *ckpt, bo)
                                           : make_synthetic_cuda_backend(config, o.seed, bo);
@@ -259,7 +279,9 @@ int run_bench(const BenchOptions& o) {
   out["settings"] = {{"prompt_lens", o.prompt_lens}, {"contexts", o.contexts}, {"batches", o.batches},
                      {"gen_len", o.gen_len}, {"warmup", o.warmup}, {"iters", o.iters},
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
-                     {"timer", "host steady_clock around each synchronized step"}};
+                     {"timer", "host steady_clock around each synchronized step"},
+                     {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}}}};
 
   std::mt19937_64 rng(o.seed);
   if (!quiet && cuda) std::printf("%s, copy bandwidth %.0f GB/s (read + write)\n", out["device"].get<std::string>().c_str(), copy_gbs);
@@ -293,6 +315,28 @@ int run_bench(const BenchOptions& o) {
     out["decode"].push_back(std::move(r));
   }
   out["skipped"] = skipped;
+  if (o.ablate && cuda) {
+    // Each variant over the batch <= 8 decode cases; the rows say what each part of the fast path is worth.
+    out["ablation"] = json::array();
+    std::printf("\nablation (decode p50 ms/step; delta vs all on)\n%-22s %5s %8s %9s %9s %9s\n", "variant", "batch",
+                "context", "p50 ms", "delta ms", "roofline");
+    for (const DecodeCase& d : decode_cases) {
+      if (d.batch > 8) continue;
+      double base = 0;
+      for (const Variant& v : ablation_variants()) {
+        backend->set_decode_options(v.options);
+        json r = bench_decode(*backend, d.batch, d.context, copy_gbs, o, rng);
+        const double p50 = r["ms_per_step_p50"].get<double>();
+        if (base == 0) base = p50;
+        std::printf("%-22s %5d %8d %9.3f %+9.3f %8.1f%%\n", v.name, d.batch, d.context, p50, p50 - base,
+                    r.value("roofline_pct", 0.0));
+        std::fflush(stdout);
+        r["variant"] = v.name;
+        out["ablation"].push_back(std::move(r));
+      }
+    }
+    backend->set_decode_options(o.decode);
+  }
   if (cuda) {
     out["peak_gpu_memory_bytes"] = memory.peak_used;
     std::printf("\npeak GPU memory %.2f GB (of %.2f GB; cudaMemGetInfo, whole device)\n", memory.peak_used / 1e9,
@@ -330,6 +374,14 @@ Runner add_bench_command(CLI::App& app) {
   app.add_option("--seed", o->seed, "seed of the random weights and token ids");
   app.add_option("--device", o->device, "cuda or cpu (cpu: --model only)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", o->json_path, "write every measurement (samples included) to this JSON file");
+  app.add_flag("--ablate", o->ablate,
+               "after the main table, rerun the decode cases of batch <= 8 with each part of the decode fast path "
+               "switched off alone (CUDA graph, PDL, fusion, GEMV), then all of them");
+  app.add_flag("--no-graph", [o](int64_t) { o->decode.cuda_graph = false; }, "decode without CUDA graphs");
+  app.add_flag("--no-gemv", [o](int64_t) { o->decode.gemv = false; }, "cuBLASLt for 1..8-row products too");
+  app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
+               "separate RMSNorm / SwiGLU / residual-add kernels in decode");
+  app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");
   return [o]() { return run_bench(*o); };
 }
 

@@ -15,6 +15,15 @@ namespace fc {
 
 enum class DeviceKind { Cpu, Cuda };
 
+// The CUDA decode fast path, each part switchable so `flashcore bench --ablate` can price it. All on by
+// default; the CPU backend ignores them.
+struct DecodeOptions {
+  bool cuda_graph = true;  // a decode step is one CUDA graph replay (captured per batch size and split count)
+  bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
+  bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
+  bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
+};
+
 struct BackendOptions {
   int kv_block_size = 16;
   int max_context = 0;     // tokens per sequence; 0 = the model's max_position_embeddings
@@ -22,6 +31,7 @@ struct BackendOptions {
   int max_sequences = 1;
   int max_batch_tokens = 0;  // tokens in one forward call (prefill chunk); 0 = max_context
   bool show_progress = true; // the weight-loading progress bar (drawn only when stderr is a terminal)
+  DecodeOptions decode;
 };
 
 // New tokens of each sequence in one forward call. Sequence s appends n_tokens[s] tokens (taken in
@@ -39,6 +49,9 @@ class Backend {
   virtual const Config& config() const = 0;
   virtual KVCacheManager& kv_cache() = 0;
   virtual DeviceKind device() const = 0;
+  // Switches parts of the decode fast path on or off from the next call (benchmark ablations); the
+  // CPU backend has none and ignores it.
+  virtual void set_decode_options(const DecodeOptions&) {}
   // Writes logits (rows, vocab) into `logits` (resized), rows in batch order.
   virtual void forward(const ForwardBatch& batch, std::vector<float>& logits) = 0;
   // forward() for each sequence's last token, then the sampler of kernels/sampling.h with params[s]

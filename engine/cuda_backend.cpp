@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -20,6 +23,7 @@
 #include "kernels/embedding.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/gemm.cuh"
+#include "kernels/gemv.cuh"
 #include "kernels/random_fill.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -32,6 +36,7 @@ namespace {
 
 constexpr size_t kAlign = 256;  // every carved tensor starts 256-byte aligned (cuBLASLt, 16-byte loads)
 constexpr int kMaxDecodeSplits = 32;
+constexpr size_t kMaxGraphs = 64;  // cached decode graphs (batch size x split count x sampler)
 
 size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
@@ -77,7 +82,7 @@ class CudaBackend final : public Backend {
  public:
   // `ckpt` null: a synthetic model of `config`'s shape with random weights drawn on the GPU (seed).
   CudaBackend(const Config& config, const Checkpoint* ckpt, uint64_t seed, const BackendOptions& options)
-      : config_(config), kv_(make_kv(config, options)),
+      : config_(config), options_(options), kv_(make_kv(config, options)),
         layout_{options.kv_block_size, config.num_kv_heads, config.head_dim} {
     const Config& c = config_;
     max_seqs_ = std::max(1, options.max_sequences);
@@ -105,28 +110,43 @@ class CudaBackend final : public Backend {
   const Config& config() const override { return config_; }
   KVCacheManager& kv_cache() override { return kv_; }
   DeviceKind device() const override { return DeviceKind::Cuda; }
+  void set_decode_options(const DecodeOptions& decode) override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    for (auto& [key, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
+    graphs_.clear();
+    graph_seen_.clear();
+    options_.decode = decode;
+  }
+
+  ~CudaBackend() override {
+    for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  }
 
   void forward(const ForwardBatch& batch, std::vector<float>& logits) override {
     const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
+    const StepShape step = step_shape(batch, plan);
     const int vocab = config_.vocab_size;
-    const int rows = static_cast<int>(plan.logit_rows.size());
-    logits.resize(static_cast<size_t>(rows) * vocab);
-    run_layers(batch, plan, [&](int r0, int chunk) {
+    logits.resize(static_cast<size_t>(step.logit_rows) * vocab);
+    cudaStream_t s = stream_.get();
+    upload_plan(batch, plan, s);
+    run_layers(step, [&](int r0, int chunk) {
       CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * vocab, logits_,
-                                 static_cast<size_t>(chunk) * vocab * sizeof(float), cudaMemcpyDeviceToHost,
-                                 stream_.get()));
+                                 static_cast<size_t>(chunk) * vocab * sizeof(float), cudaMemcpyDeviceToHost, s));
     });
-    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    CUDA_CHECK(cudaStreamSynchronize(s));
     commit_batch(batch, plan, kv_);
   }
 
   // The sampler runs on the GPU over the logits in device memory; one copy of the params up, one of
   // the ids down. Greedy rows (all of them: the common case) take the argmax kernel (13 us vs 44+).
+  // A decode step (one token per sequence) is a CUDA graph replay: the plan and params are copied into
+  // the fixed device buffers the graph reads, the graph runs, the ids come back; one sync per step.
   void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
                       std::vector<int32_t>& ids) override {
     if (batch.all_logits) fail("forward_sample: all_logits is not supported (one id per sequence)");
     const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
-    const int rows = static_cast<int>(plan.logit_rows.size());
+    const StepShape step = step_shape(batch, plan);
+    const int rows = step.logit_rows;
     if (static_cast<int>(params.size()) != rows) {
       fail("forward_sample: {} sampling params for {} sequences", params.size(), rows);
     }
@@ -137,90 +157,243 @@ class CudaBackend final : public Backend {
       return !(p.temperature > 0);
     });
     cudaStream_t s = stream_.get();
-    run_layers(batch, plan, [&](int, int) {
-      if (greedy) {
-        argmax(logits_, rows, vocab, d_sample_ids_, s);
-      } else {
-        CUDA_CHECK(cudaMemcpyAsync(d_sample_params_, params.data(), rows * sizeof(SamplingParams),
-                                   cudaMemcpyHostToDevice, s));
-        sample(logits_, rows, vocab, d_sample_params_, d_sample_ids_, s);
-      }
-    });
-    ids.resize(rows);
-    CUDA_CHECK(cudaMemcpyAsync(ids.data(), d_sample_ids_, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+    upload_plan(batch, plan, s);
+    if (!greedy) {
+      std::copy(params.begin(), params.end(), params_host_.as<SamplingParams>());
+      CUDA_CHECK(cudaMemcpyAsync(d_sample_params_, params_host_.as<SamplingParams>(), rows * sizeof(SamplingParams),
+                                 cudaMemcpyHostToDevice, s));
+    }
+    auto body = [&] {
+      run_layers(step, [&](int, int) {
+        if (greedy) {
+          argmax(logits_, rows, vocab, d_sample_ids_, s);
+        } else {
+          sample(logits_, rows, vocab, d_sample_params_, d_sample_ids_, s);
+        }
+      });
+    };
+    if (step.decode && fast_attention_ && options_.decode.cuda_graph) {
+      replay_graph({step.n_tokens, step.attn.num_splits, greedy ? 1 : 0}, body);
+    } else {
+      body();
+    }
+    CUDA_CHECK(cudaMemcpyAsync(ids_host_.as<int32_t>(), d_sample_ids_, rows * sizeof(int32_t),
+                               cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
+    ids.assign(ids_host_.as<int32_t>(), ids_host_.as<int32_t>() + rows);
     commit_batch(batch, plan, kv_);
   }
 
  private:
-  // Every launch of one forward step, in order. `on_logits(r0, chunk)` is called (on the stream) after
-  // each chunk of logit rows lands in logits_ (chunk, vocab). The caller synchronizes and commits.
-  template <typename OnLogits>
-  void run_layers(const ForwardBatch& batch, const BatchPlan& plan, OnLogits on_logits) {
-    const Config& c = config_;
+  // What the launches of one step depend on besides device buffers: a captured graph is valid for
+  // every step with the same (n_tokens, split count, sampler), since positions, slots, lengths and
+  // block tables are read from the device.
+  struct StepShape {
+    int n_tokens = 0, num_seqs = 0, max_blocks_per_seq = 0, logit_rows = 0;
+    bool decode = false;  // one new token per sequence
+    AttentionDecodePlan attn;
+  };
+
+  StepShape step_shape(const ForwardBatch& batch, const BatchPlan& plan) const {
+    StepShape st;
+    st.n_tokens = plan.num_tokens;
+    st.num_seqs = plan.num_seqs;
+    st.max_blocks_per_seq = plan.max_blocks_per_seq;
+    st.logit_rows = static_cast<int>(plan.logit_rows.size());
+    st.decode = std::all_of(batch.n_tokens.begin(), batch.n_tokens.end(), [](int k) { return k == 1; });
     if (plan.num_tokens > max_tokens_ || plan.num_seqs > max_seqs_) {
       fail("batch of {} tokens in {} sequences exceeds this backend's limits ({} tokens, {} sequences)",
            plan.num_tokens, plan.num_seqs, max_tokens_, max_seqs_);
     }
-    cudaStream_t s = stream_.get();
-    upload_plan(batch, plan, s);
+    if (st.decode && fast_attention_) {
+      const Config& c = config_;
+      const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+      st.attn = attention_decode_plan(plan.seq_lens.data(), plan.num_seqs, 1, shape, kMaxDecodeSplits);
+    }
+    return st;
+  }
 
-    const int n = plan.num_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
+  // Runs `body` (the step's launches on stream_) through the graph cached for `key`. The first step of
+  // a key runs eagerly (it initializes cuBLASLt plans and kernel attributes outside any capture); the
+  // second captures and instantiates; later ones only replay.
+  template <typename Body>
+  void replay_graph(const std::tuple<int, int, int>& key, Body body) {
+    cudaStream_t s = stream_.get();
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      if (graph_seen_.insert(key).second) {
+        body();
+        return;
+      }
+      if (graphs_.size() >= kMaxGraphs) {
+        for (auto& [k, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
+        graphs_.clear();
+      }
+      cudaGraph_t graph = nullptr;
+      CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      try {
+        body();
+      } catch (...) {
+        cudaStreamEndCapture(s, &graph);
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        throw;
+      }
+      CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      CUDA_CHECK(status);
+      it = graphs_.emplace(key, exec).first;
+    }
+    CUDA_CHECK(cudaGraphLaunch(it->second, s));
+  }
+
+  // y = x @ w^T for the step's rows: our GEMV for decode-sized row counts (when enabled and the shape
+  // allows), cuBLASLt otherwise.
+  void matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t s) {
+    GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kBf16, out);
+    a.x = x;
+    if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
+    gemm_->matmul(x, w, out, rows, in_dim, out_dim, s);
+  }
+  void matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim, cudaStream_t s) {
+    GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kF32, out);
+    a.x = x;
+    if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
+    gemm_->matmul(x, w, out, rows, in_dim, out_dim, s);
+  }
+
+  bool use_gemv(int rows) const { return options_.decode.gemv && rows <= kGemvMaxRows; }
+
+  GemvArgs gemv_args(const bf16* w, int rows, int in_dim, int out_dim, GemvOutput output, void* out) const {
+    GemvArgs a;
+    a.w = w;
+    a.rows = rows;
+    a.in_dim = in_dim;
+    a.out_dim = out_dim;
+    a.output = output;
+    a.out = out;
+    a.eps = config_.rms_norm_eps;
+    a.pdl = options_.decode.pdl;
+    return a;
+  }
+  GemvArgs gemv_norm_args(const bf16* w, const bf16* norm, int rows, int out_dim, GemvOutput output, void* out) const {
+    GemvArgs a = gemv_args(w, rows, config_.hidden_size, out_dim, output, out);
+    a.input = GemvInput::kRmsNorm;
+    a.residual = residual_;
+    a.norm_weight = norm;
+    return a;
+  }
+
+  // Whether this step takes the fused GEMV decode path: every product of the step is a GEMV with its
+  // neighbour fused (norm into the input, SwiGLU / residual add into the output).
+  bool fused_decode(const StepShape& st) const {
+    if (!st.decode || !options_.decode.fuse || !use_gemv(st.n_tokens) || st.logit_rows != st.n_tokens) return false;
+    const Config& c = config_;
+    const LayerWeights& L = layers_[0];
+    return gemv_supported(gemv_norm_args(L.wqkv, L.attn_norm, st.n_tokens, c.q_dim() + 2 * c.kv_dim(),
+                                         GemvOutput::kBf16, qkv_)) &&
+           c.q_dim() % 8 == 0 && c.intermediate_size % 8 == 0;
+  }
+
+  RopeKVParams rope_params(size_t layer, int n) const {
+    const Config& c = config_;
+    RopeKVParams rope;
+    rope.qkv = qkv_;
+    rope.row_stride = c.q_dim() + 2 * c.kv_dim();
+    rope.n_tokens = n;
+    rope.q_heads = c.num_heads;
+    rope.kv_heads = c.num_kv_heads;
+    rope.head_dim = c.head_dim;
+    rope.positions = d_positions_;
+    rope.inv_freq = inv_freq_;
+    rope.slot_mapping = d_slot_mapping_;
+    rope.k_pool = kv_pool_ + (2 * layer) * pool_elems_;
+    rope.v_pool = kv_pool_ + (2 * layer + 1) * pool_elems_;
+    rope.block_size = layout_.block_size;
+    return rope;
+  }
+
+  // Attention of one layer over qkv_ (rotated, appended) into attn_.
+  void attention(const StepShape& st, size_t layer, cudaStream_t s) {
+    const Config& c = config_;
     const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
     const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
-    const AttentionBatch attn_batch{plan.num_seqs, d_cu_seqlens_, d_seq_lens_, d_block_tables_,
-                                    plan.max_blocks_per_seq};
-    const bool decode = std::all_of(batch.n_tokens.begin(), batch.n_tokens.end(), [](int k) { return k == 1; });
-    AttentionDecodePlan decode_plan;
-    if (decode && fast_attention_) {
-      decode_plan = attention_decode_plan(plan.seq_lens.data(), plan.num_seqs, 1, shape, kMaxDecodeSplits);
+    const AttentionBatch attn_batch{st.num_seqs, d_cu_seqlens_, d_seq_lens_, d_block_tables_, st.max_blocks_per_seq};
+    const bf16* k_pool = kv_pool_ + (2 * layer) * pool_elems_;
+    const bf16* v_pool = kv_pool_ + (2 * layer + 1) * pool_elems_;
+    const int n = st.n_tokens;
+    if (!fast_attention_) {
+      attention_generic(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
+    } else if (st.decode) {
+      attention_decode(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), st.attn,
+                       decode_ws_.get(), decode_ws_.bytes(), s);
+    } else {
+      attention_prefill(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
     }
+  }
+
+  // Every launch of one forward step, in order, reading the plan uploaded by upload_plan().
+  // `on_logits(r0, chunk)` is called (on the stream) after each chunk of logit rows lands in logits_
+  // (chunk, vocab). The caller synchronizes and commits.
+  template <typename OnLogits>
+  void run_layers(const StepShape& st, OnLogits on_logits) {
+    if (fused_decode(st)) return run_fused_decode(st, on_logits);
+    const Config& c = config_;
+    cudaStream_t s = stream_.get();
+    const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
+    const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
 
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     rmsnorm(residual_, layers_[0].attn_norm, n, hidden, c.rms_norm_eps, normed_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
-      bf16* k_pool = kv_pool_ + (2 * li) * pool_elems_;
-      bf16* v_pool = kv_pool_ + (2 * li + 1) * pool_elems_;
-      gemm_->matmul(normed_, L.wqkv, qkv_, n, hidden, qkv_dim, s);
-      RopeKVParams rope;
-      rope.qkv = qkv_;
-      rope.row_stride = qkv_dim;
-      rope.n_tokens = n;
-      rope.q_heads = c.num_heads;
-      rope.kv_heads = c.num_kv_heads;
-      rope.head_dim = c.head_dim;
-      rope.positions = d_positions_;
-      rope.inv_freq = inv_freq_;
-      rope.slot_mapping = d_slot_mapping_;
-      rope.k_pool = k_pool;
-      rope.v_pool = v_pool;
-      rope.block_size = layout_.block_size;
-      rope_kv_append(rope, s);
-      if (!fast_attention_) {
-        attention_generic(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
-      } else if (decode) {
-        attention_decode(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), decode_plan,
-                         decode_ws_.get(), decode_ws_.bytes(), s);
-      } else {
-        attention_prefill(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
-      }
-      gemm_->matmul(attn_, L.wo, proj_, n, c.q_dim(), hidden, s);
+      matmul(normed_, L.wqkv, qkv_, n, hidden, qkv_dim, s);
+      rope_kv_append(rope_params(li, n), s);
+      attention(st, li, s);
+      matmul(attn_, L.wo, proj_, n, c.q_dim(), hidden, s);
       add_rmsnorm(residual_, proj_, L.mlp_norm, n, hidden, c.rms_norm_eps, normed_, s);
-      gemm_->matmul(normed_, L.w_gate_up, gate_up_, n, hidden, 2 * inter, s);
+      matmul(normed_, L.w_gate_up, gate_up_, n, hidden, 2 * inter, s);
       swiglu(gate_up_, n, inter, act_, s);
-      gemm_->matmul(act_, L.w_down, proj_, n, inter, hidden, s);
+      matmul(act_, L.w_down, proj_, n, inter, hidden, s);
       const bf16* next_norm = li + 1 < layers_.size() ? layers_[li + 1].attn_norm : final_norm_;
       add_rmsnorm(residual_, proj_, next_norm, n, hidden, c.rms_norm_eps, normed_, s);
     }
     // lm_head over the rows whose logits are wanted, in chunks of max_logit_rows_.
-    const int rows = static_cast<int>(plan.logit_rows.size());
+    const int rows = st.logit_rows;
     for (int r0 = 0; r0 < rows; r0 += max_logit_rows_) {
       const int chunk = std::min(max_logit_rows_, rows - r0);
       gather_rows(normed_, d_logit_rows_ + r0, chunk, hidden, selected_, s);
-      gemm_->matmul(selected_, lm_head_, logits_, chunk, hidden, c.vocab_size, s);
+      matmul(selected_, lm_head_, logits_, chunk, hidden, c.vocab_size, s);
       on_logits(r0, chunk);
     }
+  }
+
+  // Decode with 1..8 sequences: 4 GEMVs a layer, each reading its weights once, with RMSNorm computed
+  // in the GEMV's prologue from the fp32 residual, SwiGLU in the gate/up GEMV's epilogue and the residual
+  // adds in the o_proj / down GEMVs' epilogues (fp32, no bf16 rounding of the projection).
+  template <typename OnLogits>
+  void run_fused_decode(const StepShape& st, OnLogits on_logits) {
+    const Config& c = config_;
+    cudaStream_t s = stream_.get();
+    const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
+    const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
+    embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerWeights& L = layers_[li];
+      gemv(gemv_norm_args(L.wqkv, L.attn_norm, n, qkv_dim, GemvOutput::kBf16, qkv_), s);
+      rope_kv_append(rope_params(li, n), s);
+      attention(st, li, s);
+      GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
+      o.x = attn_;
+      gemv(o, s);
+      gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s);
+      GemvArgs down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
+      down.x = act_;
+      gemv(down, s);
+    }
+    gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s);
+    on_logits(0, n);
   }
 
   static KVCacheManager make_kv(const Config& c, const BackendOptions& o) {
@@ -372,7 +545,9 @@ class CudaBackend final : public Backend {
     d_cu_seqlens_ = d_logit_rows_ + T;
     d_seq_lens_ = d_cu_seqlens_ + max_seqs_ + 1;
     d_block_tables_ = d_seq_lens_ + max_seqs_ + 1;
-    meta_host_.resize(meta);
+    meta_host_ = PinnedBuffer(meta * sizeof(int32_t));
+    params_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(SamplingParams));
+    ids_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(int32_t));
     sample_buf_ = DeviceBuffer(align_up(size_t(max_logit_rows_) * sizeof(SamplingParams)) +
                                    align_up(size_t(max_logit_rows_) * sizeof(int32_t)),
                                "sampling params and ids");
@@ -388,7 +563,7 @@ class CudaBackend final : public Backend {
 
   void upload_plan(const ForwardBatch& batch, const BatchPlan& plan, cudaStream_t s) {
     const size_t T = max_tokens_;
-    int32_t* h = meta_host_.data();
+    int32_t* h = meta_host_.as<int32_t>();
     std::copy(batch.tokens.begin(), batch.tokens.end(), h);
     std::copy(plan.positions.begin(), plan.positions.end(), h + T);
     std::copy(plan.slot_mapping.begin(), plan.slot_mapping.end(), h + 2 * T);
@@ -402,6 +577,7 @@ class CudaBackend final : public Backend {
   }
 
   Config config_;
+  BackendOptions options_;
   KVCacheManager kv_;
   PagedKVLayout layout_;
   Stream stream_;
@@ -424,8 +600,10 @@ class CudaBackend final : public Backend {
        *act_ = nullptr, *selected_ = nullptr;
   int32_t *meta_ = nullptr, *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slot_mapping_ = nullptr,
           *d_logit_rows_ = nullptr, *d_cu_seqlens_ = nullptr, *d_seq_lens_ = nullptr, *d_block_tables_ = nullptr;
-  std::vector<int32_t> meta_host_;
+  PinnedBuffer meta_host_, params_host_, ids_host_;
   std::unique_ptr<Gemm> gemm_;
+  std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
+  std::set<std::tuple<int, int, int>> graph_seen_;
 };
 
 }  // namespace

@@ -65,6 +65,27 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Owns `bytes` of page-locked host memory (cudaHostAlloc): copies to and from it are real asynchronous
+// DMA on the stream, never a staged synchronous copy.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& other) noexcept
+      : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // Number of CUDA devices, 0 when there is no driver or no GPU (never throws).
 int cuda_device_count();
 

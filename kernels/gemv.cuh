@@ -1,0 +1,50 @@
+// Decode-shaped products, y = x @ W^T for 1..8 rows of x, streaming W (row-major [out_dim, in_dim], as
+// Hugging Face stores it) once at memory bandwidth, with the LLaMA block's neighbours fused so that a
+// decode step is 4 products per layer and no separate norm / activation / residual kernels:
+//   input  kBf16     x (rows, in_dim) bf16
+//          kRmsNorm  x = rmsnorm(residual (rows, in_dim) fp32, norm_weight, eps), rounded to bf16 exactly
+//                    as fc::rmsnorm writes it (each CTA recomputes the row statistics from L2)
+//   output kBf16     out (rows, out_dim) bf16
+//          kF32      out (rows, out_dim) fp32 (logits)
+//          kAddF32   out (rows, out_dim) fp32 += x @ W^T (the residual add, exact up to fp32 rounding)
+//          kSwiglu   W is the fused [gate; up] (2 cols, in_dim): out (rows, cols) bf16 =
+//                    silu(x @ gate^T) * (x @ up^T), both products in fp32 (no bf16 rounding in between)
+// CPU references: matmul_ref, rmsnorm_ref, swiglu_ref in kernels/elementwise.h.
+//
+// Programmatic dependent launch (sm_90): with `pdl` the kernel is launched with programmatic stream
+// serialization; each CTA issues its first weight loads (weights never depend on the previous kernel),
+// then waits (griddepcontrol.wait) for the previous kernel's results before it reads x or writes out,
+// and lets the next kernel start early. Correct with any predecessor; without `pdl` a plain launch.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda_utils.cuh"
+
+namespace fc {
+
+constexpr int kGemvMaxRows = 8;
+
+enum class GemvInput { kBf16, kRmsNorm };
+enum class GemvOutput { kBf16, kF32, kAddF32, kSwiglu };
+
+struct GemvArgs {
+  const bf16* w = nullptr;  // (out_dim, in_dim) row-major; 16-byte aligned
+  int rows = 1;             // 1..kGemvMaxRows
+  int in_dim = 0;           // multiple of 8
+  int out_dim = 0;          // kSwiglu: even (2 cols)
+  GemvInput input = GemvInput::kBf16;
+  const bf16* x = nullptr;            // kBf16: (rows, in_dim), 16-byte aligned
+  const float* residual = nullptr;    // kRmsNorm: (rows, in_dim) fp32, 16-byte aligned
+  const bf16* norm_weight = nullptr;  // kRmsNorm: (in_dim), 16-byte aligned
+  float eps = 1e-5f;
+  GemvOutput output = GemvOutput::kBf16;
+  void* out = nullptr;  // bf16 or fp32 per `output`; rows contiguous
+  bool pdl = false;
+};
+
+// Whether gemv() takes these arguments (rows, alignment, in_dim % 8, the kRmsNorm row in shared memory).
+bool gemv_supported(const GemvArgs& args);
+// Throws fc::Error when !gemv_supported(args). Asynchronous on `stream`; allocates nothing (graph-safe).
+void gemv(const GemvArgs& args, cudaStream_t stream);
+
+}  // namespace fc

@@ -1,0 +1,245 @@
+// fc::gemv (kernels/gemv.cuh) against the CPU references on fresh random inputs: every input/output mode,
+// rows 1..8, in_dim not a multiple of the 256-element warp step (tails), odd out_dim (a task with one
+// real row), the LLaMA 3.1 8B projection shapes, programmatic dependent launch on and off, and a PDL
+// chain in which a kernel reads what the kernel before it writes (a missing wait reads the poison).
+//
+// Tolerance. bf16 x bf16 products are exact in fp32; the GPU and matmul_ref differ only in summation
+// order, < 1e-6 * in_dim for inputs in [-1, 1] (see test_gemm.cpp). bf16 outputs add one rounding
+// (rtol 2^-7 keeps a 2x margin), fp32 outputs rtol 1e-5. kRmsNorm: x is rounded to bf16 on both sides
+// from inv_rms values that may differ in the last fp32 bit, so an element of x can differ by one bf16
+// ulp (2^-8 relative, |x w| <= 4 here); atol adds 2^-6 for those rare flips. The NMSE must stay below
+// 1e-5 in every case, so a systematic error cannot hide inside the per-element bounds.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemv.cuh"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace fc::test {
+namespace {
+
+struct Case {
+  int rows, in_dim, out_dim;
+  GemvInput input;
+  GemvOutput output;
+  bool pdl;
+};
+
+const char* name(GemvInput i) { return i == GemvInput::kBf16 ? "bf16" : "rmsnorm"; }
+const char* name(GemvOutput o) {
+  switch (o) {
+    case GemvOutput::kBf16: return "bf16";
+    case GemvOutput::kF32: return "f32";
+    case GemvOutput::kAddF32: return "add_f32";
+    case GemvOutput::kSwiglu: return "swiglu";
+  }
+  return "?";
+}
+
+struct Stats {
+  int cases = 0;
+  double max_nmse = 0;
+  ~Stats() { std::printf("[gemv] %d checks, max NMSE %.3g\n", cases, max_nmse); }
+};
+
+void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
+  CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl);
+  const size_t K = c.in_dim, N = c.out_dim, M = c.rows;
+  const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
+  GuardedBuffer d_w(N * K * 2);
+  d_w.upload(to_bf16_bits(w).data(), N * K * 2);
+
+  // x as the kernel sees it (bf16 values), and the device inputs.
+  std::vector<float> x(M * K);
+  GuardedBuffer d_x(M * K * 2), d_residual(M * K * 4), d_norm(K * 2);
+  if (c.input == GemvInput::kBf16) {
+    x = round_to_bf16(random_floats(M * K, rng));
+    d_x.upload(to_bf16_bits(x).data(), M * K * 2);
+  } else {
+    std::vector<float> residual = random_floats(M * K, rng, -3.f, 3.f);
+    const std::vector<float> norm = round_to_bf16(random_floats(K, rng, 0.5f, 1.5f));
+    d_residual.upload(residual.data(), M * K * 4);
+    d_norm.upload(to_bf16_bits(norm).data(), K * 2);
+    rmsnorm_ref(residual.data(), norm.data(), static_cast<int>(M), static_cast<int>(K), 1e-5f, x.data());
+    x = round_to_bf16(x);
+  }
+
+  std::vector<float> product(M * N);
+  matmul_ref(x.data(), w.data(), static_cast<int>(M), static_cast<int>(K), static_cast<int>(N), product.data());
+  const bool swiglu = c.output == GemvOutput::kSwiglu;
+  const size_t out_cols = swiglu ? N / 2 : N;
+  const bool f32_out = c.output == GemvOutput::kF32 || c.output == GemvOutput::kAddF32;
+  std::vector<float> ref(M * out_cols), initial(M * out_cols, 0.f);
+  GuardedBuffer d_out(M * out_cols * (f32_out ? 4 : 2));
+  d_out.poison();
+  if (c.output == GemvOutput::kAddF32) {
+    initial = random_floats(M * out_cols, rng, -8.f, 8.f);
+    d_out.upload(initial.data(), M * out_cols * 4);
+  }
+  if (swiglu) {
+    std::vector<float> gate_up(M * N);  // matmul output is already [gate | up] per row
+    gate_up = product;
+    swiglu_ref(gate_up.data(), static_cast<int>(M), static_cast<int>(out_cols), ref.data());
+  } else {
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] = product[i] + initial[i];
+  }
+
+  GemvArgs a;
+  a.w = d_w.as<bf16>();
+  a.rows = c.rows;
+  a.in_dim = c.in_dim;
+  a.out_dim = c.out_dim;
+  a.input = c.input;
+  a.x = d_x.as<bf16>();
+  a.residual = d_residual.as<float>();
+  a.norm_weight = d_norm.as<bf16>();
+  a.eps = 1e-5f;
+  a.output = c.output;
+  a.out = d_out.get();
+  a.pdl = c.pdl;
+  REQUIRE(gemv_supported(a));
+  gemv(a, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+
+  std::vector<float> got(M * out_cols);
+  if (f32_out) {
+    d_out.download(got.data(), got.size() * 4);
+  } else {
+    std::vector<uint16_t> bits(got.size());
+    d_out.download(bits.data(), bits.size() * 2);
+    got = from_bf16_bits(bits);
+  }
+  double atol = 1e-6 * K + (c.input == GemvInput::kRmsNorm ? 1.0 / 64 : 0.0);
+  if (swiglu) atol *= 4;  // silu(g) * u: an error in g or u is scaled by |u| or |silu'(g) g|, both O(few)
+  const double rtol = f32_out ? 1e-5 : 1.0 / 128;
+  const CompareResult r = compare(got, ref, atol, rtol);
+  ++stats.cases;
+  stats.max_nmse = std::max(stats.max_nmse, r.nmse);
+  INFO(r.summary);
+  CHECK(r.ok);
+  CHECK(r.nmse < 1e-5);
+  CHECK(d_out.sentinel_intact());
+}
+
+}  // namespace
+
+TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim, PDL on/off)", "[gpu][gemv]") {
+  std::random_device device;
+  const unsigned seed = device();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Stats stats;
+  const GemvOutput outs[] = {GemvOutput::kBf16, GemvOutput::kF32, GemvOutput::kAddF32, GemvOutput::kSwiglu};
+  for (GemvInput in : {GemvInput::kBf16, GemvInput::kRmsNorm}) {
+    for (GemvOutput out : outs) {
+      for (int rows = 1; rows <= kGemvMaxRows; ++rows) {
+        const bool pdl = rows % 2 == 0;
+        run_case({rows, 264, 38, in, out, pdl}, rng, stats);  // 33 chunks: one full warp step + 1 lane
+      }
+      run_case({1, 8, out == GemvOutput::kSwiglu ? 2 : 1, in, out, false}, rng, stats);  // smallest shape
+      run_case({3, 2056, 518, in, out, true}, rng, stats);  // 257 chunks: 8 warp-unrolled batches + 1
+      if (out != GemvOutput::kSwiglu) run_case({5, 72, 17, in, out, false}, rng, stats);  // odd rows per task
+    }
+  }
+}
+
+TEST_CASE("gemv at the LLaMA 3.1 8B decode shapes", "[gpu][gemv]") {
+  std::random_device device;
+  const unsigned seed = device();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Stats stats;
+  for (int rows : {1, 8}) {
+    run_case({rows, 4096, 6144, GemvInput::kRmsNorm, GemvOutput::kBf16, true}, rng, stats);    // qkv
+    run_case({rows, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);     // o_proj
+    run_case({rows, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true}, rng, stats); // gate_up
+    run_case({rows, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);    // down
+  }
+  run_case({1, 4096, 32003, GemvInput::kRmsNorm, GemvOutput::kF32, true}, rng, stats);  // lm_head-like, odd N
+}
+
+TEST_CASE("gemv quick", "[gpu][gemv][quick]") {
+  std::mt19937 rng(7);
+  Stats stats;
+  run_case({2, 264, 38, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true}, rng, stats);
+  run_case({3, 2056, 70, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);
+}
+
+// A PDL chain: kernel 2 reads kernel 1's output, kernel 3 reads kernel 2's. If griddepcontrol.wait were
+// missing, the later kernels would start on poisoned (NaN) inputs and the check would fail.
+TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs", "[gpu][gemv][quick]") {
+  std::mt19937 rng(11);
+  const int K = 4096, N = 4096;
+  const std::vector<float> w1 = round_to_bf16(random_floats(size_t(N) * K, rng, -0.03f, 0.03f));
+  const std::vector<float> w2 = round_to_bf16(random_floats(size_t(N) * K, rng, -0.03f, 0.03f));
+  const std::vector<float> x = round_to_bf16(random_floats(K, rng));
+  GuardedBuffer d_w1(w1.size() * 2), d_w2(w2.size() * 2), d_x(K * 2), d_y(N * 2), d_z(N * 4);
+  d_w1.upload(to_bf16_bits(w1).data(), w1.size() * 2);
+  d_w2.upload(to_bf16_bits(w2).data(), w2.size() * 2);
+  d_x.upload(to_bf16_bits(x).data(), K * 2);
+  std::vector<float> y(N), z(N);
+  matmul_ref(x.data(), w1.data(), 1, K, N, y.data());
+  y = round_to_bf16(y);
+  matmul_ref(y.data(), w2.data(), 1, K, N, z.data());
+  for (int rep = 0; rep < 20; ++rep) {
+    d_y.poison();
+    d_z.poison();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    GemvArgs a;
+    a.w = d_w1.as<bf16>();
+    a.in_dim = K;
+    a.out_dim = N;
+    a.x = d_x.as<bf16>();
+    a.out = d_y.get();
+    a.pdl = true;
+    gemv(a, nullptr);
+    a.w = d_w2.as<bf16>();
+    a.x = d_y.as<bf16>();
+    a.output = GemvOutput::kF32;
+    a.out = d_z.get();
+    gemv(a, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> got(N);
+    d_z.download(got.data(), N * 4);
+    const CompareResult r = compare(got, z, 1e-6 * K + 1e-3, 1.0 / 128);
+    INFO("rep " << rep << ": " << r.summary);
+    REQUIRE(r.ok);
+  }
+}
+
+TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {
+  DeviceBuffer buf(1 << 20);
+  GemvArgs a;
+  a.w = buf.as<bf16>();
+  a.x = buf.as<bf16>();
+  a.out = buf.get();
+  a.in_dim = 64;
+  a.out_dim = 16;
+  a.rows = 9;
+  CHECK_FALSE(gemv_supported(a));
+  CHECK_THROWS_WITH(gemv(a, nullptr), Catch::Contains("9 rows"));
+  a.rows = 1;
+  a.in_dim = 60;  // not a multiple of 8
+  CHECK_FALSE(gemv_supported(a));
+  a.in_dim = 64;
+  a.x = buf.as<bf16>() + 1;  // misaligned
+  CHECK_FALSE(gemv_supported(a));
+  a.x = buf.as<bf16>();
+  a.input = GemvInput::kRmsNorm;
+  a.residual = buf.as<float>();
+  a.norm_weight = buf.as<bf16>();
+  a.rows = 8;
+  a.in_dim = 8192;  // 128 KB of normalized x would not fit in shared memory
+  CHECK_FALSE(gemv_supported(a));
+  a.rows = 1;
+  CHECK(gemv_supported(a));
+}
+
+}  // namespace fc::test
