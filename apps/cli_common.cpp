@@ -3,6 +3,8 @@
 #include <csignal>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include "core/error.h"
 #include "tokenizer/chat.h"
 
@@ -35,6 +37,21 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--seed", o.seed, "sampling seed (same seed, same text)");
   app.add_option("--device", o.device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--max-context", o.max_context, "context (KV cache) length in tokens")->check(CLI::PositiveNumber);
+  add_check_weights_flag(app, o.check_weights);
+}
+
+void add_check_weights_flag(CLI::App& app, bool& check_weights) {
+  app.add_flag("--check-weights", check_weights,
+               "read every weight once and refuse a checkpoint holding NaN or Inf (one pass over the files)");
+}
+
+void check_weights_if_asked(const Checkpoint& checkpoint, bool check_weights) {
+  if (!check_weights) return;
+  // Before the backend: a corrupted checkpoint is refused before gigabytes are uploaded to the GPU.
+  check_weights_finite(checkpoint);
+  const double bytes = static_cast<double>(checkpoint.store.total_bytes());
+  spdlog::info("--check-weights: {} tensors ({}) hold no NaN or Inf", checkpoint.store.names().size(),
+               bytes >= 1e9 ? fmt::format("{:.2f} GB", bytes / 1e9) : fmt::format("{:.1f} MB", bytes / 1e6));
 }
 
 LoadedModel load_model(const ModelOptions& o) {
@@ -42,6 +59,7 @@ LoadedModel load_model(const ModelOptions& o) {
   LoadedModel m;
   m.checkpoint = std::make_unique<Checkpoint>(open_checkpoint(o.model_dir));
   const Checkpoint& ckpt = *m.checkpoint;
+  check_weights_if_asked(ckpt, o.check_weights);
   m.tokenizer = load_tokenizer(o.tokenizer_path.empty() ? o.model_dir : o.tokenizer_path);
   if (m.tokenizer->vocab_size() > ckpt.config.vocab_size) {
     fail("tokenizer has {} tokens but the model's vocab_size is {}", m.tokenizer->vocab_size(), ckpt.config.vocab_size);

@@ -30,10 +30,17 @@ struct ModelOptions {
   float temperature = 0, top_p = 1, min_p = 0, repetition_penalty = 1;
   int top_k = 0;
   uint64_t seed = 0;
+  bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf before the backend is built
   CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
               *penalty_opt = nullptr;
 };
 void add_model_options(CLI::App& app, ModelOptions& o);
+
+// --check-weights (generate, chat, validate; add_model_options adds it): check_weights_if_asked scans
+// every tensor with check_weights_finite when the flag is set, so a NaN/Inf is one error line naming the
+// file, the tensor and the first bad element's index. Call it after open_checkpoint, before the backend.
+void add_check_weights_flag(CLI::App& app, bool& check_weights);
+void check_weights_if_asked(const Checkpoint& checkpoint, bool check_weights);
 
 struct LoadedModel {
   std::unique_ptr<Checkpoint> checkpoint;

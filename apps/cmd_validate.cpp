@@ -1,4 +1,4 @@
-// flashcore validate --model DIR --reference REF.safetensors [--device cpu|cuda] [--dump-logits OUT]
+// flashcore validate --model DIR --reference REF.safetensors [--device cpu|cuda] [--dump-logits OUT] [--check-weights]
 #include <cstdio>
 
 #include <spdlog/spdlog.h>
@@ -21,6 +21,7 @@ struct ValidateOptions {
   int prefix = 1;
   double max_rel_err = -1, min_cosine = -1, clear_gap = -1, max_kl = -1;
   int block_size = 16;
+  bool check_weights = false;
 };
 
 void print_row(const char* path, const LogitComparison& c, bool ok) {
@@ -31,6 +32,7 @@ void print_row(const char* path, const LogitComparison& c, bool ok) {
 int run_validate(const ValidateOptions& o) {
   const DeviceKind device = parse_device(o.device);
   const Checkpoint ckpt = open_checkpoint(o.model_dir);
+  check_weights_if_asked(ckpt, o.check_weights);
   const TensorStore ref_store = TensorStore::open_file(o.reference);
   const TensorInfo* ids_tensor = ref_store.find("input_ids");
   const TensorInfo* logits_tensor = ref_store.find("logits");
@@ -95,6 +97,7 @@ Runner add_validate_command(CLI::App& app) {
   app.add_option("--prefix", o->prefix, "tokens prefilled before token-by-token decode (decode path)")
       ->check(CLI::PositiveNumber);
   app.add_option("--block-size", o->block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
+  add_check_weights_flag(app, o->check_weights);
   app.add_option("--max-rel-err", o->max_rel_err, "override: largest ||ours-ref||/||ref||");
   app.add_option("--min-cosine", o->min_cosine, "override: smallest per-position cosine similarity");
   app.add_option("--clear-gap", o->clear_gap, "override: top-2 logit gap above which top-1 must agree");

@@ -1,6 +1,7 @@
 // Makes a scratch copy of a fixture checkpoint and corrupts it in one precise way, so each refusal of
 // the loader can be tested against a checkpoint that is otherwise valid.
 #pragma once
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -9,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
+#include "model/safetensors.h"
 #include "tests/test_util.h"
 
 namespace fc::test {
@@ -61,6 +64,21 @@ class ScratchCheckpoint {
       edit(j);
       h = j.dump();
     });
+  }
+  // Overwrites element `index` of `tensor` in safetensors file `name` with `value`, converted to the
+  // tensor's dtype (F32/F16/BF16); the header and every other byte stay as they were.
+  void set_element(const std::string& name, const std::string& tensor, size_t index, float value) const {
+    std::string bytes = read(name);
+    const auto* base = reinterpret_cast<const unsigned char*>(bytes.data());
+    const TensorInfo& t = parse_safetensors(name, base, bytes.size()).at(tensor);
+    const size_t at = static_cast<size_t>(t.data - base) + index * dtype_size(t.dtype);
+    if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
+      const uint16_t bits = t.dtype == DType::BF16 ? f32_to_bf16(value) : f32_to_f16(value);
+      std::memcpy(&bytes[at], &bits, 2);
+    } else {
+      std::memcpy(&bytes[at], &value, 4);
+    }
+    write(name, bytes);
   }
 
  private:

@@ -26,20 +26,7 @@ const char* kFile = "model.safetensors";
 // Overwrites element `index` of `tensor` in the scratch copy's model.safetensors with `value`
 // (converted to the tensor's dtype).
 void poke(const ScratchCheckpoint& c, const std::string& tensor, size_t index, float value) {
-  std::string bytes = c.read(kFile);
-  const auto infos = parse_safetensors(kFile, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  const TensorInfo& t = infos.at(tensor);
-  const size_t at = static_cast<size_t>(t.data - reinterpret_cast<const unsigned char*>(bytes.data()));
-  if (t.dtype == DType::BF16) {
-    const uint16_t bits = f32_to_bf16(value);
-    std::memcpy(&bytes[at + 2 * index], &bits, 2);
-  } else if (t.dtype == DType::F16) {
-    const uint16_t bits = f32_to_f16(value);
-    std::memcpy(&bytes[at + 2 * index], &bits, 2);
-  } else {
-    std::memcpy(&bytes[at + 4 * index], &value, 4);
-  }
-  c.write(kFile, bytes);
+  c.set_element(kFile, tensor, index, value);
 }
 
 std::vector<std::filesystem::path> regressions(const char* target) {
