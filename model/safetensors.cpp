@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/defer_signals.h"
 #include "core/error.h"
 
 namespace fc {
@@ -221,6 +222,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data area 8-byte aligned
   const std::string tmp = path + ".partial";
+  // Ctrl-C between here and the rename would leave `tmp` behind: hold it until the file is complete
+  // (then it takes effect as usual).
+  const DeferTerminationSignals defer_signals;
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) fail("{}: cannot create: {}", tmp, std::strerror(errno));
   const uint64_t header_bytes = text.size();
