@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # GPU machine: build, run the GPU tests, validate --device cuda on every fixture, and optionally the
-# random LLaMA 3.1 8B error budget, kernel benchmarks and compute-sanitizer. Full logs go to OUT_DIR;
-# a short summary table is printed last.
-#   scripts/gpu_check.sh OUT_DIR [--8b] [--bench] [--sanitize] [--tests FILTER]
+# random LLaMA 3.1 8B error budget, kernel benchmarks, compute-sanitizer (memcheck, racecheck, initcheck)
+# and the memory soak (build-gpu/tools/fc_soak; SOAK_ARGS="--config 8b" for the 8B shape). Full logs go to
+# OUT_DIR; a short summary table is printed last.
+#   scripts/gpu_check.sh OUT_DIR [--8b] [--bench] [--sanitize] [--soak] [--tests FILTER]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[[ "${1:-}" == "--help" || $# -lt 1 ]] && { sed -n '2,5p' "$0"; exit 0; }
+[[ "${1:-}" == "--help" || $# -lt 1 ]] && { sed -n '2,6p' "$0"; exit 0; }
 out=$1; shift
-do_8b=0; do_bench=0; do_sanitize=0; filter=""
+do_8b=0; do_bench=0; do_sanitize=0; do_soak=0; filter=""
 while (($#)); do
   case $1 in
-    --8b) do_8b=1 ;; --bench) do_bench=1 ;; --sanitize) do_sanitize=1 ;;
+    --8b) do_8b=1 ;; --bench) do_bench=1 ;; --sanitize) do_sanitize=1 ;; --soak) do_soak=1 ;;
     --tests) filter=$2; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
@@ -68,11 +69,18 @@ if ((do_bench)); then
 fi
 
 if ((do_sanitize)); then
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck initcheck; do
     timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 build-gpu/tests/gpu/fc_gpu_tests "[quick],[sanitize],[elementwise]" \
       > "$out/sanitize_$tool.log" 2>&1
     note "compute-sanitizer $tool: rc=$? $(grep -E 'ERROR SUMMARY' "$out/sanitize_$tool.log" | tail -1)"
   done
+fi
+
+if ((do_soak)); then
+  # Flat GPU memory and host RSS over 40 sequences (2000+ tokens after the warm-up); the last line says
+  # PASS or FAIL with the figures.
+  timeout 900 $bin/tools/fc_soak ${SOAK_ARGS:-} > "$out/soak.log" 2>&1
+  note "soak: rc=$? $(tail -1 "$out/soak.log")"
 fi
 
 echo "================ summary ================"

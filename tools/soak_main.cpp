@@ -1,0 +1,230 @@
+// fc_soak: a long run of the CUDA backend that checks nothing grows. A synthetic model (random bf16
+// weights drawn on the GPU, configs/llama-3.2-1b.json by default) generates many sequences one after the
+// other through engine/generator.h, with random prompts of varying length and greedy, sampled (on the
+// GPU) and repetition-penalty (host sampler) decoding mixed; after each sequence it samples the GPU's
+// used memory (cudaMemGetInfo) and this process's resident set (/proc/self/statm).
+//
+// Pass: after the warm-up, GPU used memory never exceeds its value at the end of the warm-up, host RSS
+// never exceeds it by more than --rss-slack-mb, and every KV block is back in the pool after each
+// sequence. The warm-up's first two sequences run from a one-token prompt to the full context, greedy
+// and sampled, so that every decode CUDA graph the backend caches for one sequence (one per attention
+// split count and sampler) exists before measuring: a bounded cache filling up is not a leak.
+//
+//   fc_soak [--config llama-3.2-1b|llama-3.1-8b|8b|PATH] [--sequences 40] [--tokens 64] [--warmup 5]
+//           [--max-context 1024] [--max-prompt 512] [--seed 1] [--rss-slack-mb 8]
+// Last line: "soak: N tokens, GPU used after warm-up/at end X/Y MB, RSS after warm-up/at end X/Y MB: PASS"
+// (or FAIL, exit status 1). GPU used memory is device-wide: run it on a GPU nobody else is using.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
+#include "engine/memory_plan.h"
+#include "kernels/cuda_utils.cuh"
+
+namespace fc {
+namespace {
+
+struct SoakOptions {
+  std::string config = "llama-3.2-1b";
+  int sequences = 40, tokens = 64, warmup = 5, max_context = 1024, max_prompt = 512;
+  uint64_t seed = 1;
+  double rss_slack_mb = 8;
+};
+
+constexpr double kMB = 1e6;
+
+Config load_shape(const std::string& name) {
+  const std::string alias = name == "8b" ? "llama-3.1-8b" : name == "3b" ? "llama-3.2-3b" : name == "1b" ? "llama-3.2-1b" : name;
+  std::string path = alias;
+  if (!file_exists(path)) path = std::string(FC_CONFIGS_DIR) + "/" + alias + ".json";
+  if (!file_exists(path)) fail("--config {}: no such file (a name under configs/ or a config.json path)", name);
+  std::ifstream in(path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON ({})", path, e.what());
+  }
+  return parse_config(j, path);
+}
+
+size_t gpu_used_bytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return total_bytes - free_bytes;
+}
+
+size_t host_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// How sequence `s` decodes: greedy, sampled on the GPU (two sampler setups), or greedy with a
+// repetition penalty (which takes the host sampler path: forward() + logits copy).
+enum class Mode { Greedy, SampledTopP, SampledTopK, Penalty };
+const char* mode_name(Mode m) {
+  switch (m) {
+    case Mode::Greedy: return "greedy";
+    case Mode::SampledTopP: return "top-p";
+    case Mode::SampledTopK: return "top-k";
+    case Mode::Penalty: return "penalty";
+  }
+  return "?";
+}
+
+GenerationParams params_for(Mode mode, int max_new_tokens, uint64_t seed) {
+  GenerationParams p;
+  p.max_new_tokens = max_new_tokens;
+  p.sampling.seed = seed;
+  p.sampling.temperature = 0;
+  if (mode == Mode::SampledTopP) {
+    p.sampling.temperature = 0.8f;
+    p.sampling.top_p = 0.95f;
+  } else if (mode == Mode::SampledTopK) {
+    p.sampling.temperature = 1.0f;
+    p.sampling.top_k = 50;
+    p.sampling.min_p = 0.02f;
+  } else if (mode == Mode::Penalty) {
+    p.repetition_penalty = 1.2f;
+  }
+  return p;  // no stop ids: random weights would end sequences at random
+}
+
+int run_soak(const SoakOptions& o) {
+  if (cuda_device_count() == 0) fail("fc_soak needs a CUDA GPU (none found)");
+  if (o.warmup < 2 || o.warmup >= o.sequences) fail("--warmup must be at least 2 and less than --sequences");
+  if (o.max_prompt + o.tokens > o.max_context) {
+    fail("--max-prompt {} + --tokens {} exceed --max-context {}", o.max_prompt, o.tokens, o.max_context);
+  }
+  const Config config = load_shape(o.config);
+  BackendOptions bo;
+  bo.max_context = o.max_context;
+  bo.max_sequences = 1;
+  bo.show_progress = false;
+
+  // The up-front check the CUDA backend makes, and how its plan compares with what construction takes.
+  size_t free_bytes = 0, total_bytes = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const GpuMemoryPlan plan = plan_gpu_memory(config, bo, LmHeadStorage::SharedWithEmbedding);  // synthetic: tied
+  check_fits_gpu(plan, free_bytes, total_bytes);
+  const size_t used_before_backend = total_bytes - free_bytes;
+  auto backend = make_synthetic_cuda_backend(config, o.seed, bo);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const size_t used_after_backend = gpu_used_bytes();
+  std::printf("soak: %s, %d layers, hidden %d, vocab %d; context %d; GPU %.0f MB in all\n", o.config.c_str(),
+              config.num_layers, config.hidden_size, config.vocab_size, o.max_context, total_bytes / kMB);
+  std::printf("memory plan: weights %.1f + KV %.1f + workspace %.1f = %.1f MB allocated (+ %.1f MB reserve); "
+              "measured at construction: %.1f MB\n",
+              plan.weights / kMB, plan.kv_pool / kMB, plan.workspace / kMB, (plan.total - plan.reserve) / kMB,
+              plan.reserve / kMB, (used_after_backend - used_before_backend) / kMB);
+
+  KVCacheManager& kv = backend->kv_cache();
+  std::mt19937_64 rng(o.seed);
+  const int vocab = config.vocab_size;
+  std::uniform_int_distribution<int32_t> any_id(0, vocab - 1);
+  std::uniform_int_distribution<int> any_length(1, o.max_prompt);
+
+  std::printf("%4s %7s %8s %7s %12s %12s %10s %9s\n", "seq", "prompt", "mode", "new", "tokens so far",
+              "GPU used MB", "RSS MB", "tok/s");
+  long long tokens_total = 0, tokens_after_warmup = 0;
+  size_t gpu_at_warmup = 0, rss_at_warmup = 0, gpu_max_after = 0, rss_max_after = 0, gpu_end = 0, rss_end = 0;
+  bool kv_leak = false;
+  for (int s = 0; s < o.sequences; ++s) {
+    int prompt_len = any_length(rng);
+    Mode mode = static_cast<Mode>(s % 4);
+    int new_tokens = o.tokens;
+    if (s < 2) {  // warm-up: every decode length, greedy then sampled (see the top of the file)
+      prompt_len = 1;
+      mode = s == 0 ? Mode::Greedy : Mode::SampledTopP;
+      new_tokens = o.max_context;  // stops at the full context
+    }
+    std::vector<int32_t> prompt(prompt_len);
+    for (auto& id : prompt) id = any_id(rng);
+    const GenerationParams params = params_for(mode, new_tokens, o.seed * 1000 + s);
+
+    const int seq = kv.create_sequence();
+    const auto t0 = std::chrono::steady_clock::now();
+    const GenerationStats stats = generate(*backend, seq, prompt, params, [](int32_t) { return true; });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    kv.release_sequence(seq);
+    if (kv.free_blocks() != kv.num_blocks()) {
+      std::printf("KV pool: %d of %d blocks free after releasing sequence %d\n", kv.free_blocks(), kv.num_blocks(), s);
+      kv_leak = true;
+    }
+
+    tokens_total += stats.generated_tokens;
+    const size_t gpu = gpu_used_bytes(), rss = host_rss_bytes();
+    std::printf("%4d %7d %8s %7d %12lld %12.1f %10.1f %9.0f%s\n", s, prompt_len, mode_name(mode),
+                stats.generated_tokens, tokens_total, gpu / kMB, rss / kMB, stats.generated_tokens / seconds,
+                s + 1 == o.warmup ? "  <- end of warm-up" : "");
+    std::fflush(stdout);
+    if (s + 1 == o.warmup) {
+      gpu_at_warmup = gpu_max_after = gpu;
+      rss_at_warmup = rss_max_after = rss;
+    } else if (s + 1 > o.warmup) {
+      tokens_after_warmup += stats.generated_tokens;
+      gpu_max_after = std::max(gpu_max_after, gpu);
+      rss_max_after = std::max(rss_max_after, rss);
+    }
+    gpu_end = gpu;
+    rss_end = rss;
+  }
+
+  const double gpu_growth_mb = (double(gpu_max_after) - double(gpu_at_warmup)) / kMB;
+  const double rss_growth_mb = (double(rss_max_after) - double(rss_at_warmup)) / kMB;
+  const bool pass = gpu_max_after <= gpu_at_warmup && rss_growth_mb <= o.rss_slack_mb && !kv_leak;
+  std::printf("after warm-up: %lld tokens in %d sequences; largest growth: GPU %+.1f MB (allowed 0), RSS %+.1f MB "
+              "(allowed %.0f)%s\n",
+              tokens_after_warmup, o.sequences - o.warmup, gpu_growth_mb, rss_growth_mb, o.rss_slack_mb,
+              kv_leak ? "; KV blocks not returned to the pool" : "");
+  std::printf("soak: %lld tokens, GPU used after warm-up/at end %.1f/%.1f MB, RSS after warm-up/at end %.1f/%.1f MB: %s\n",
+              tokens_total, gpu_at_warmup / kMB, gpu_end / kMB, rss_at_warmup / kMB, rss_end / kMB,
+              pass ? "PASS" : "FAIL");
+  return pass ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace fc
+
+int main(int argc, char** argv) {
+  fc::SoakOptions o;
+  CLI::App app{"fc_soak: many sequences through the CUDA backend; GPU memory and host RSS must stay flat"};
+  app.add_option("--config", o.config, "model shape: a name under configs/ (llama-3.2-1b, llama-3.1-8b, or 1b/3b/8b) "
+                                       "or a config.json path");
+  app.add_option("--sequences", o.sequences, "sequences in all, warm-up included")->check(CLI::PositiveNumber);
+  app.add_option("--tokens", o.tokens, "new tokens per sequence after the two full-context warm-up ones")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warmup", o.warmup, "sequences before the baseline is taken (>= 2)")->check(CLI::PositiveNumber);
+  app.add_option("--max-context", o.max_context, "context of the KV cache, tokens")->check(CLI::PositiveNumber);
+  app.add_option("--max-prompt", o.max_prompt, "longest random prompt, tokens")->check(CLI::PositiveNumber);
+  app.add_option("--seed", o.seed, "weights, prompts and sampling");
+  app.add_option("--rss-slack-mb", o.rss_slack_mb, "allowed host RSS growth after the warm-up, MB");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::warn);
+  try {
+    return fc::run_soak(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
