@@ -22,6 +22,8 @@ struct DecodeOptions {
   bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
+  int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster
+                           // from 2 rows on an H200: fc_bench_gemv)
 };
 
 struct BackendOptions {

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "engine/backend.h"
 #include "engine/batch_plan.h"
+#include "engine/memory_plan.h"
 #include "engine/progress.h"
 #include "kernels/attention_decode.cuh"
 #include "kernels/attention_generic.cuh"
@@ -94,7 +95,13 @@ class CudaBackend final : public Backend {
       spdlog::warn("head_dim {}: using the generic (slow) attention kernel; the tensor-core kernels cover 64 and 128",
                    c.head_dim);
     }
-    allocate_weights(ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed);
+    // Refuse up front, with the numbers and a suggestion, what would not fit (never a CUDA error later).
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const bool tied = ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed;
+    check_fits_gpu(plan_gpu_memory(config_, options, tied ? LmHeadStorage::SharedWithEmbedding : LmHeadStorage::Separate),
+                   free_bytes, total_bytes);
+    allocate_weights(tied);
     if (ckpt != nullptr) {
       upload_weights(*ckpt, options.show_progress);
     } else {
@@ -263,7 +270,9 @@ class CudaBackend final : public Backend {
     gemm_->matmul(x, w, out, rows, in_dim, out_dim, s);
   }
 
-  bool use_gemv(int rows) const { return options_.decode.gemv && rows <= kGemvMaxRows; }
+  bool use_gemv(int rows) const {
+    return options_.decode.gemv && rows <= std::min(options_.decode.gemv_max_rows, kGemvMaxRows);
+  }
 
   GemvArgs gemv_args(const bf16* w, int rows, int in_dim, int out_dim, GemvOutput output, void* out) const {
     GemvArgs a;
@@ -326,7 +335,9 @@ class CudaBackend final : public Backend {
     if (!fast_attention_) {
       attention_generic(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);
     } else if (st.decode) {
-      attention_decode(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), st.attn,
+      AttentionDecodePlan plan = st.attn;
+      plan.pdl = options_.decode.pdl;
+      attention_decode(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), plan,
                        decode_ws_.get(), decode_ws_.bytes(), s);
     } else {
       attention_prefill(attn_batch, n, shape, qkv_, qkv_dim, k_pool, v_pool, layout_, attn_, c.q_dim(), s);

@@ -95,8 +95,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
   __shared__ float s_max[T::kWarps][T::kRows], s_sum[T::kWarps][T::kRows];
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Let the merge kernel (launched with programmatic stream serialization) be scheduled as soon as every
-  // CTA of this grid runs; it waits for this grid's completion before reading any partial.
+  // With plan.pdl this grid may start before the previous kernel (the QKV projection) has finished:
+  // wait for it before reading q, the pools or the metadata (a no-op for a plain launch). Then let the
+  // merge kernel (launched with programmatic stream serialization) be scheduled as soon as every CTA of
+  // this grid runs; it waits for this grid's completion before reading any partial.
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -444,12 +447,24 @@ bool device_supports_pdl() {
 }
 
 template <int kHeadDim>
-void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, cudaStream_t stream) {
+void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, bool pdl,
+                   cudaStream_t stream) {
   using T = DecodeTraits<kHeadDim>;
   auto kernel = configured_decode_kernel<kHeadDim>();
-  const dim3 grid(params.num_splits, kv_heads * params.row_tiles, num_seqs);
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(params);
-  CUDA_CHECK_LAUNCH();
+  {
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs);
+    config.blockDim = dim3(T::kThreads);
+    config.dynamicSmemBytes = T::kSmemBytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &attribute;
+    config.numAttrs = pdl && device_supports_pdl() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, params));
+    CUDA_CHECK_LAUNCH();
+  }
   if (params.num_splits > 1) {
     MergeParams merge{};
     merge.partial_o = params.partial_o;
@@ -568,7 +583,7 @@ void attention_decode(const AttentionBatch& batch, int total_q, const AttentionS
     params.partial_lse = params.partial_o + items * plan.num_splits * shape.head_dim;
   }
   FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim,
-                       [&] { launch_decode<kHeadDim>(params, batch.num_seqs, shape.kv_heads, items, stream); });
+                       [&] { launch_decode<kHeadDim>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, stream); });
 }
 
 }  // namespace fc

@@ -26,6 +26,8 @@ namespace fc {
 struct AttentionDecodePlan {
   int num_splits = 1;      // KV splits per (sequence, kv head); 1 = no workspace, no merge kernel
   int max_q_per_seq = 1;   // upper bound on any sequence's n_q
+  bool pdl = false;        // launch with programmatic stream serialization (sm_90): the CTAs start while the
+                           // previous kernel drains and wait (griddepcontrol.wait) before reading anything
 };
 
 // Chooses the split count from the host copy of seq_lens: enough CTAs to fill `num_sms` SMs at the

@@ -1,15 +1,19 @@
 // Bandwidth-bound products for 1..8 rows (kernels/gemv.cuh).
 //
-// Work split. A warp owns a task: two weight rows (n, n+1), or for kSwiglu the pair (gate j, up j), so
-// each x chunk read serves two rows. Lanes stride the in_dim in 16-byte chunks (lane + 32 u), which makes
-// every warp-wide load 512 contiguous bytes of one row. kUnroll chunks of both rows are loaded before any
-// is used: 8 KB in flight per warp, ~16 warps per SM. Tasks are handed out grid-stride over a grid sized
-// to the GPU's resident capacity, so every CTA computes the kRmsNorm statistics once, not per task.
+// Work split. A warp owns a task: R weight rows (1 or 2; for kSwiglu the pair gate j, up j), so each x
+// chunk read serves R rows. Lanes stride the in_dim in 16-byte chunks (lane + 32 u), which makes every
+// warp-wide load 512 contiguous bytes of one row. A warp's tasks are one flat stream of steps (U chunks
+// of each row), double-buffered in registers, so 2 x R x U 16-byte loads per lane stay in flight across
+// row and task boundaries. Tasks are handed out grid-stride over a grid of ctas_per_sm CTAs per SM, so
+// every CTA computes the kRmsNorm statistics once, not per task. Measured on an H200 (fc_bench_gemv):
+// 2 CTAs per SM (16 warps, the whole register file) beat 1 CTA per SM with room for the next kernel's
+// early-launched CTAs: 4.04 vs 4.79 ms for one step's weights.
 //
 // Numerics. Products and sums in fp32 (bf16 -> fp32 is exact); the per-lane partial sums are reduced by
 // a fixed xor butterfly, so results are deterministic. x for kRmsNorm is the bf16 row fc::rmsnorm would
 // write (same formula, w * (x * rsqrt(mean(x^2) + eps)), one rounding).
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "kernels/gemv.cuh"
@@ -19,7 +23,6 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 8;
 constexpr int kMaxSmemBytes = 96 * 1024;
 
 struct GemvParams {
@@ -78,17 +81,20 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-// Rows of task t: (first, second, whether the second is a real row).
-template <GemvOutput kOut>
-__device__ __forceinline__ void task_rows(const GemvParams& p, int t, int* r0, int* r1, bool* second) {
+// Row r (< R) of task t, and whether it is a real row (a task may run past out_dim; its loads are
+// clamped to row 0 and its results dropped). kSwiglu: the first R/2 rows are gate rows t*R/2 + r, the
+// last R/2 the matching up rows, out_dim/2 further on.
+template <GemvOutput kOut, int R>
+__device__ __forceinline__ int task_row(const GemvParams& p, int t, int r, bool* real) {
   if constexpr (kOut == GemvOutput::kSwiglu) {
-    *r0 = t;
-    *r1 = t + p.out_dim / 2;
-    *second = true;
+    const int cols = p.out_dim / 2;
+    const int pair = t * (R / 2) + r % (R / 2);
+    *real = pair < cols;
+    return *real ? pair + (r < R / 2 ? 0 : cols) : 0;
   } else {
-    *r0 = 2 * t;
-    *second = 2 * t + 1 < p.out_dim;
-    *r1 = *second ? 2 * t + 1 : 2 * t;
+    const int row = t * R + r;
+    *real = row < p.out_dim;
+    return *real ? row : 0;
   }
 }
 
@@ -139,95 +145,121 @@ __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
   __syncthreads();
 }
 
-template <int M, GemvInput kIn, GemvOutput kOut>
+template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant__ GemvParams p) {
+  static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
   extern __shared__ uint4 smem_x[];  // kRmsNorm: (M, in_dim) bf16
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int chunks = p.in_dim / 8;
   const int stride = gridDim.x * kWarps;
-  int task = blockIdx.x * kWarps + warp;
+  const int task0 = blockIdx.x * kWarps + warp;
+  // A warp's work is a flat stream of steps (task, batch of U chunks per row), double-buffered in
+  // registers: step s + 1 is in flight while step s is multiplied, across task boundaries too.
+  const int batches = (chunks + 32 * U - 1) / (32 * U);
+  const int my_tasks = task0 < p.tasks ? (p.tasks - task0 + stride - 1) / stride : 0;
+  const int steps = my_tasks * batches;
 
-  // The first batch of this warp's weights is requested before waiting for the previous kernel.
-  uint4 wa[kUnroll], wb[kUnroll];
-  auto load_batch = [&](int t, int base) {
-    int r0, r1;
-    bool second;
-    task_rows<kOut>(p, t, &r0, &r1, &second);
-    const uint4* w0 = reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(r0) * p.in_dim);
-    const uint4* w1 = reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(r1) * p.in_dim);
+  uint4 buf_a[R][U], buf_b[R][U];
+  float acc[R][M];
+  auto load = [&](uint4 (&wv)[R][U], int step) {
+    const int t = task0 + (step / batches) * stride;
+    const int base = (step % batches) * 32 * U;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int c = base + lane + 32 * u;
-      if (c < chunks) {
-        wa[u] = load_stream(w0 + c);
-        wb[u] = load_stream(w1 + c);
-      } else {
-        wa[u] = wb[u] = make_uint4(0, 0, 0, 0);
+    for (int r = 0; r < R; ++r) {
+      bool real;
+      const uint4* w =
+          reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(task_row<kOut, R>(p, t, r, &real)) * p.in_dim);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = base + lane + 32 * u;
+        wv[r][u] = c < chunks ? load_stream(w + c) : make_uint4(0, 0, 0, 0);
       }
     }
   };
-  if (task < p.tasks) load_batch(task, 0);
-  griddep_wait();
-  if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
-  griddep_launch_dependents();
-
-  bool preloaded = true;
-  for (; task < p.tasks; task += stride) {
-    float acc0[M], acc1[M];
-#pragma unroll
-    for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = 0.f;
-    for (int base = 0; base < chunks; base += 32 * kUnroll) {
-      if (!preloaded) load_batch(task, base);
-      preloaded = false;
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int c = base + lane + 32 * u;
-        if (c < chunks) {
-          float fa[8], fb[8];
-          unpack8(wa[u], fa);
-          unpack8(wb[u], fb);
-#pragma unroll
-          for (int m = 0; m < M; ++m) {
-            uint4 xv;
-            if constexpr (kIn == GemvInput::kRmsNorm) {
-              xv = smem_x[m * chunks + c];
-            } else {
-              xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in_dim) + c);
-            }
-            acc0[m] = dot8(fa, xv, acc0[m]);
-            acc1[m] = dot8(fb, xv, acc1[m]);
-          }
-        }
-      }
-    }
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      acc0[m] = warp_sum(acc0[m]);
-      acc1[m] = warp_sum(acc1[m]);
-    }
-    int r0, r1;
-    bool second;
-    task_rows<kOut>(p, task, &r0, &r1, &second);
+  auto store = [&](int t) {
     // Lane m writes row m's results (all lanes hold the full sums after the butterfly).
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (lane != m) continue;
       if constexpr (kOut == GemvOutput::kSwiglu) {
         const int cols = p.out_dim / 2;
-        static_cast<bf16*>(p.out)[static_cast<int64_t>(m) * cols + r0] = __float2bfloat16_rn(silu_mul(acc0[m], acc1[m]));
-      } else if constexpr (kOut == GemvOutput::kBf16) {
-        bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(m) * p.out_dim;
-        out[r0] = __float2bfloat16_rn(acc0[m]);
-        if (second) out[r1] = __float2bfloat16_rn(acc1[m]);
-      } else if constexpr (kOut == GemvOutput::kF32) {
-        float* out = static_cast<float*>(p.out) + static_cast<int64_t>(m) * p.out_dim;
-        out[r0] = acc0[m];
-        if (second) out[r1] = acc1[m];
+#pragma unroll
+        for (int r = 0; r < R / 2; ++r) {
+          bool real;
+          const int row = task_row<kOut, R>(p, t, r, &real);
+          if (real) {
+            static_cast<bf16*>(p.out)[static_cast<int64_t>(m) * cols + row] =
+                __float2bfloat16_rn(silu_mul(acc[r][m], acc[r + R / 2][m]));
+          }
+        }
       } else {
-        float* out = static_cast<float*>(p.out) + static_cast<int64_t>(m) * p.out_dim;
-        out[r0] += acc0[m];
-        if (second) out[r1] += acc1[m];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          bool real;
+          const int row = task_row<kOut, R>(p, t, r, &real);
+          if (!real) continue;
+          const int64_t i = static_cast<int64_t>(m) * p.out_dim + row;
+          if constexpr (kOut == GemvOutput::kBf16) {
+            static_cast<bf16*>(p.out)[i] = __float2bfloat16_rn(acc[r][m]);
+          } else if constexpr (kOut == GemvOutput::kF32) {
+            static_cast<float*>(p.out)[i] = acc[r][m];
+          } else {
+            static_cast<float*>(p.out)[i] += acc[r][m];
+          }
+        }
       }
+    }
+  };
+  auto compute = [&](const uint4 (&wv)[R][U], int step) {
+    const int batch = step % batches;
+    const int base = batch * 32 * U;
+    if (batch == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + lane + 32 * u;
+      if (c < chunks) {
+        float f[R][8];
+#pragma unroll
+        for (int r = 0; r < R; ++r) unpack8(wv[r][u], f[r]);
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          uint4 xv;
+          if constexpr (kIn == GemvInput::kRmsNorm) {
+            xv = smem_x[m * chunks + c];
+          } else {
+            xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in_dim) + c);
+          }
+#pragma unroll
+          for (int r = 0; r < R; ++r) acc[r][m] = dot8(f[r], xv, acc[r][m]);
+        }
+      }
+    }
+    if (batch == batches - 1) {
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
+      store(task0 + (step / batches) * stride);
+    }
+  };
+
+  // Weights never depend on the previous kernel: the first two steps are requested before waiting.
+  if (steps > 0) load(buf_a, 0);
+  if (steps > 1) load(buf_b, 1);
+  griddep_wait();
+  if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
+  griddep_launch_dependents();
+  for (int step = 0; step < steps; step += 2) {
+    compute(buf_a, step);
+    if (step + 2 < steps) load(buf_a, step + 2);
+    if (step + 1 < steps) {
+      compute(buf_b, step + 1);
+      if (step + 3 < steps) load(buf_b, step + 3);
     }
   }
 }
@@ -256,22 +288,29 @@ const DeviceLimits& device_limits() {
   return limits;
 }
 
-template <int M, GemvInput kIn, GemvOutput kOut>
-void launch(const GemvArgs& a, const GemvParams& p, cudaStream_t stream) {
-  auto kernel = gemv_kernel<M, kIn, kOut>;
-  const int smem = static_cast<int>(smem_bytes(a));
-  // Resident CTAs per SM at this kernel's shared memory; computed once per (instantiation, size).
-  static thread_local int cached_smem = -1, cached_blocks = 0;
-  if (cached_smem != smem) {
+// Resident CTAs per SM of `kernel` at `smem` bytes; the caller keeps the cache (one per instantiation).
+template <typename Kernel>
+int resident_ctas(Kernel kernel, int smem, int* cached_smem, int* cached_blocks) {
+  if (*cached_smem != smem) {
     if (smem > 48 * 1024) {
       CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes));
     }
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&cached_blocks, kernel, kThreads, smem));
-    cached_smem = smem;
-    if (cached_blocks < 1) cached_blocks = 1;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(cached_blocks, kernel, kThreads, smem));
+    *cached_smem = smem;
+    *cached_blocks = std::max(*cached_blocks, 1);
   }
+  return *cached_blocks;
+}
+
+template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
+void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t stream) {
+  auto kernel = gemv_kernel<M, kIn, kOut, R, U>;
+  const int smem = static_cast<int>(smem_bytes(a));
+  p.tasks = kOut == GemvOutput::kSwiglu ? (a.out_dim / 2 + R / 2 - 1) / (R / 2) : (a.out_dim + R - 1) / R;
   const int needed = (p.tasks + kWarps - 1) / kWarps;
-  const int grid = std::max(1, std::min(needed, device_limits().sms * cached_blocks));
+  static thread_local int cached_smem = -1, cached_blocks = 0;
+  const int per_sm = std::min(t.ctas_per_sm, resident_ctas(kernel, smem, &cached_smem, &cached_blocks));
+  const int grid = std::max(1, t.persistent ? std::min(needed, device_limits().sms * per_sm) : needed);
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(grid);
   config.blockDim = dim3(kThreads);
@@ -286,17 +325,39 @@ void launch(const GemvArgs& a, const GemvParams& p, cudaStream_t stream) {
   CUDA_CHECK_LAUNCH();
 }
 
+// Rows per task: 1 (16 chunks of one row in flight per lane) or 2 (8 of each of two rows, each x chunk
+// read serving both). Whichever leaves less of the last wave idle: with every task the same size, a
+// GPU's worth of warps finishes a wave together, so tasks / warps = 1.45 costs as much as 2.
+// Rows per task: 1 (U = 8 chunks of one row per step) or 2 (4 of each of two rows, each x chunk read
+// serving both). Whichever leaves less of the last round of tasks idle: every task is the same size,
+// so tasks / warps = 1.45 costs as much as 2.
+template <int M, GemvInput kIn, GemvOutput kOut>
+void launch_tuned(const GemvArgs& a, const GemvParams& p, GemvTuning t, cudaStream_t s) {
+  if (t.rows_per_task == 0) {
+    const double warps = double(device_limits().sms) * t.ctas_per_sm * kWarps;
+    auto efficiency = [&](int r) {
+      const double rounds = std::ceil(double(a.out_dim) / r) / warps;
+      return rounds / std::ceil(rounds);
+    };
+    t.rows_per_task = kOut == GemvOutput::kSwiglu || efficiency(2) >= efficiency(1) - 0.02 ? 2 : 1;
+  }
+  if constexpr (kOut != GemvOutput::kSwiglu) {
+    if (t.rows_per_task == 1) return launch<M, kIn, kOut, 1, 8>(a, p, t, s);
+  }
+  launch<M, kIn, kOut, 2, 4>(a, p, t, s);
+}
+
 template <GemvInput kIn, GemvOutput kOut>
-void dispatch_rows(const GemvArgs& a, const GemvParams& p, cudaStream_t s) {
+void dispatch_rows(const GemvArgs& a, const GemvParams& p, const GemvTuning& t, cudaStream_t s) {
   switch (a.rows) {
-    case 1: return launch<1, kIn, kOut>(a, p, s);
-    case 2: return launch<2, kIn, kOut>(a, p, s);
-    case 3: return launch<3, kIn, kOut>(a, p, s);
-    case 4: return launch<4, kIn, kOut>(a, p, s);
-    case 5: return launch<5, kIn, kOut>(a, p, s);
-    case 6: return launch<6, kIn, kOut>(a, p, s);
-    case 7: return launch<7, kIn, kOut>(a, p, s);
-    case 8: return launch<8, kIn, kOut>(a, p, s);
+    case 1: return launch_tuned<1, kIn, kOut>(a, p, t, s);
+    case 2: return launch_tuned<2, kIn, kOut>(a, p, t, s);
+    case 3: return launch_tuned<3, kIn, kOut>(a, p, t, s);
+    case 4: return launch_tuned<4, kIn, kOut>(a, p, t, s);
+    case 5: return launch_tuned<5, kIn, kOut>(a, p, t, s);
+    case 6: return launch_tuned<6, kIn, kOut>(a, p, t, s);
+    case 7: return launch_tuned<7, kIn, kOut>(a, p, t, s);
+    case 8: return launch_tuned<8, kIn, kOut>(a, p, t, s);
     default: fail("gemv: {} rows (1..{})", a.rows, kGemvMaxRows);
   }
 }
@@ -312,7 +373,9 @@ bool gemv_supported(const GemvArgs& a) {
          smem_bytes(a) <= static_cast<size_t>(kMaxSmemBytes);
 }
 
-void gemv(const GemvArgs& a, cudaStream_t stream) {
+void gemv(const GemvArgs& a, cudaStream_t stream) { gemv(a, GemvTuning{}, stream); }
+
+void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
   if (!gemv_supported(a)) {
     fail("gemv: unsupported arguments (rows {}, in_dim {}, out_dim {}; need 1..{} rows, in_dim % 8 == 0, "
          "16-byte aligned pointers, rmsnorm rows x in_dim x 2 <= {} bytes)",
@@ -326,23 +389,22 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   p.out = a.out;
   p.in_dim = a.in_dim;
   p.out_dim = a.out_dim;
-  p.tasks = a.output == GemvOutput::kSwiglu ? a.out_dim / 2 : (a.out_dim + 1) / 2;
   p.eps = a.eps;
   using In = GemvInput;
   using Out = GemvOutput;
   if (a.input == In::kRmsNorm) {
     switch (a.output) {
-      case Out::kBf16: return dispatch_rows<In::kRmsNorm, Out::kBf16>(a, p, stream);
-      case Out::kF32: return dispatch_rows<In::kRmsNorm, Out::kF32>(a, p, stream);
-      case Out::kAddF32: return dispatch_rows<In::kRmsNorm, Out::kAddF32>(a, p, stream);
-      case Out::kSwiglu: return dispatch_rows<In::kRmsNorm, Out::kSwiglu>(a, p, stream);
+      case Out::kBf16: return dispatch_rows<In::kRmsNorm, Out::kBf16>(a, p, tuning, stream);
+      case Out::kF32: return dispatch_rows<In::kRmsNorm, Out::kF32>(a, p, tuning, stream);
+      case Out::kAddF32: return dispatch_rows<In::kRmsNorm, Out::kAddF32>(a, p, tuning, stream);
+      case Out::kSwiglu: return dispatch_rows<In::kRmsNorm, Out::kSwiglu>(a, p, tuning, stream);
     }
   } else {
     switch (a.output) {
-      case Out::kBf16: return dispatch_rows<In::kBf16, Out::kBf16>(a, p, stream);
-      case Out::kF32: return dispatch_rows<In::kBf16, Out::kF32>(a, p, stream);
-      case Out::kAddF32: return dispatch_rows<In::kBf16, Out::kAddF32>(a, p, stream);
-      case Out::kSwiglu: return dispatch_rows<In::kBf16, Out::kSwiglu>(a, p, stream);
+      case Out::kBf16: return dispatch_rows<In::kBf16, Out::kBf16>(a, p, tuning, stream);
+      case Out::kF32: return dispatch_rows<In::kBf16, Out::kF32>(a, p, tuning, stream);
+      case Out::kAddF32: return dispatch_rows<In::kBf16, Out::kAddF32>(a, p, tuning, stream);
+      case Out::kSwiglu: return dispatch_rows<In::kBf16, Out::kSwiglu>(a, p, tuning, stream);
     }
   }
 }

@@ -42,9 +42,18 @@ struct GemvArgs {
   bool pdl = false;
 };
 
+// Launch shape, for benchmarks; the defaults are what gemv(args, stream) uses.
+struct GemvTuning {
+  int rows_per_task = 0;   // weight rows per warp task: 1 or 2 (kSwiglu: 2); 0 = by wave quantization
+  bool persistent = true;  // grid capped at ctas_per_sm per SM (tasks grid-strided) vs one CTA per 8 tasks
+  int ctas_per_sm = 2;     // 2 fill the register file (measured best on an H200); 1 leaves room for the next
+                           // kernel's CTAs to prefetch beside this one (PDL), which measured slower
+};
+
 // Whether gemv() takes these arguments (rows, alignment, in_dim % 8, the kRmsNorm row in shared memory).
 bool gemv_supported(const GemvArgs& args);
 // Throws fc::Error when !gemv_supported(args). Asynchronous on `stream`; allocates nothing (graph-safe).
 void gemv(const GemvArgs& args, cudaStream_t stream);
+void gemv(const GemvArgs& args, const GemvTuning& tuning, cudaStream_t stream);
 
 }  // namespace fc

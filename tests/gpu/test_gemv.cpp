@@ -30,6 +30,7 @@ struct Case {
   GemvInput input;
   GemvOutput output;
   bool pdl;
+  GemvTuning tuning = {};
 };
 
 const char* name(GemvInput i) { return i == GemvInput::kBf16 ? "bf16" : "rmsnorm"; }
@@ -50,7 +51,8 @@ struct Stats {
 };
 
 void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
-  CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl);
+  CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, c.tuning.rows_per_task,
+          c.tuning.persistent);
   const size_t K = c.in_dim, N = c.out_dim, M = c.rows;
   const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
   GuardedBuffer d_w(N * K * 2);
@@ -105,7 +107,7 @@ void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   a.out = d_out.get();
   a.pdl = c.pdl;
   REQUIRE(gemv_supported(a));
-  gemv(a, nullptr);
+  gemv(a, c.tuning, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
 
   std::vector<float> got(M * out_cols);
@@ -146,6 +148,13 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
       run_case({1, 8, out == GemvOutput::kSwiglu ? 2 : 1, in, out, false}, rng, stats);  // smallest shape
       run_case({3, 2056, 518, in, out, true}, rng, stats);  // 257 chunks: 8 warp-unrolled batches + 1
       if (out != GemvOutput::kSwiglu) run_case({5, 72, 17, in, out, false}, rng, stats);  // odd rows per task
+      // Every launch shape: 1 and 2 rows per task, persistent (grid-strided) and one-CTA-per-8-tasks grids.
+      for (int r : {1, 2}) {
+        if (r == 1 && out == GemvOutput::kSwiglu) continue;
+        for (bool persistent : {true, false}) {
+          run_case({r + 1, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, {r, persistent}}, rng, stats);
+        }
+      }
     }
   }
 }
@@ -224,7 +233,7 @@ TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {
   a.out_dim = 16;
   a.rows = 9;
   CHECK_FALSE(gemv_supported(a));
-  CHECK_THROWS_WITH(gemv(a, nullptr), Catch::Contains("9 rows"));
+  CHECK_THROWS_WITH(gemv(a, nullptr), Catch::Contains("rows 9"));
   a.rows = 1;
   a.in_dim = 60;  // not a multiple of 8
   CHECK_FALSE(gemv_supported(a));

@@ -1,0 +1,292 @@
+// fc_bench_gemv: fc::gemv (kernels/gemv.cuh) against cuBLASLt (fc::Gemm) at the LLaMA 3.1 8B decode
+// shapes, in GB/s of bytes moved and % of the copy bandwidth measured in the same run:
+//   (a) per shape and M = 1, 2, 4, 8: cuBLASLt, and gemv with 1 or 2 rows per task, persistent grid or not;
+//   (b) the weight part of one decode step (32 x [qkv, o, gate_up, down] + lm_head over 15 GB of distinct
+//       weights, no attention) captured as one CUDA graph: cuBLASLt + separate norm/SwiGLU/add kernels,
+//       gemv unfused, gemv fused, each with and without PDL, against the floor (bytes / copy rate).
+// Timing: CUDA events, warm-up first, median of many batches; weights rotate over >= 1 GiB (never L2).
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "kernels/cuda_utils.cuh"
+#include "kernels/gemm.cuh"
+#include "kernels/gemv.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/swiglu.cuh"
+
+namespace fc {
+namespace {
+
+__global__ void fill_random_bf16(bf16* p, size_t n, uint64_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    p[i] = __float2bfloat16_rn((static_cast<float>(z >> 40) * 0x1p-23f - 1.0f) * scale);
+  }
+}
+
+DeviceBuffer random_bf16(size_t count, uint64_t seed, const char* what, float scale = 1.f) {
+  DeviceBuffer b(count * sizeof(bf16), what);
+  fill_random_bf16<<<1024, 256>>>(b.as<bf16>(), count, seed, scale);
+  CUDA_CHECK_LAUNCH();
+  return b;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename F>
+double time_ms(int samples, int calls, F&& f) {
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<double> per_call;
+  for (int s = 0; s < samples; ++s) {
+    CUDA_CHECK(cudaEventRecord(start));
+    for (int c = 0; c < calls; ++c) f(c);
+    CUDA_CHECK(cudaEventRecord(stop));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    per_call.push_back(ms / calls);
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  return median(per_call);
+}
+
+// Median replay time (ms) of the graph `record` captures on `s`.
+double time_graph(cudaStream_t s, const std::function<void()>& record, int samples) {
+  record();  // eager warm-up: plans, kernel attributes
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  record();
+  CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 2; ++i) CUDA_CHECK(cudaGraphLaunch(exec, s));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<double> t;
+  for (int i = 0; i < samples; ++i) {
+    CUDA_CHECK(cudaEventRecord(start, s));
+    CUDA_CHECK(cudaGraphLaunch(exec, s));
+    CUDA_CHECK(cudaEventRecord(stop, s));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    t.push_back(ms);
+  }
+  CUDA_CHECK(cudaGraphExecDestroy(exec));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  return median(t);
+}
+
+struct Shape {
+  const char* name;
+  int in_dim, out_dim;
+  GemvOutput out;
+};
+
+}  // namespace
+}  // namespace fc
+
+int main() {
+  using namespace fc;
+  if (cuda_device_count() == 0) {
+    std::printf("SKIPPED: fc_bench_gemv needs an NVIDIA GPU\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const size_t copy_bytes = size_t{1} << 30;
+  double copy_gbs = 0;
+  {
+    DeviceBuffer src = random_bf16(copy_bytes / 2, 1, "copy source");
+    DeviceBuffer dst(copy_bytes, "copy destination");
+    for (int i = 0; i < 3; ++i) CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
+    const double ms = time_ms(20, 1, [&](int) {
+      CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
+    });
+    copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
+  }
+  std::printf("== fc_bench_gemv: %s, %d SMs, copy %.0f GB/s (read + write) ==\n", prop.name, prop.multiProcessorCount,
+              copy_gbs);
+
+  // (a) per shape.
+  const Shape shapes[] = {{"qkv     4096->6144", 4096, 6144, GemvOutput::kBf16},
+                          {"o_proj  4096->4096", 4096, 4096, GemvOutput::kBf16},
+                          {"gate_up 4096->28672", 4096, 28672, GemvOutput::kBf16},
+                          {"down   14336->4096", 14336, 4096, GemvOutput::kBf16},
+                          {"lm_head 4096->128256", 4096, 128256, GemvOutput::kF32}};
+  Gemm gemm;
+  std::printf("%-22s %2s | %9s | %9s %9s %9s %9s %9s  (%% of copy bandwidth; rR = rows per task, cC = CTAs per SM)\n",
+              "shape", "M", "cuBLASLt", "r1 c1", "r2 c1", "r1 c2", "r2 c2", "r2 grid");
+  for (const Shape& s : shapes) {
+    const size_t w_count = static_cast<size_t>(s.in_dim) * s.out_dim;
+    const size_t w_bytes = w_count * 2;
+    const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{1} << 30) + w_bytes - 1) / w_bytes));
+    std::vector<DeviceBuffer> weights;
+    for (int c = 0; c < copies; ++c) weights.push_back(random_bf16(w_count, 100 + c, "weight copy"));
+    DeviceBuffer x = random_bf16(static_cast<size_t>(8) * s.in_dim, 7, "x");
+    DeviceBuffer out(static_cast<size_t>(8) * s.out_dim * 4, "out");
+    for (int m : {1, 2, 4, 8}) {
+      const double bytes = double(w_bytes) + 2.0 * m * s.in_dim + (s.out == GemvOutput::kF32 ? 4.0 : 2.0) * m * s.out_dim;
+      auto pct = [&](double ms) { return 100.0 * bytes / (ms * 1e-3) / 1e9 / copy_gbs; };
+      auto cublas = [&](int c) {
+        const bf16* w = weights[c % copies].as<bf16>();
+        if (s.out == GemvOutput::kF32) {
+          gemm.matmul(x.as<bf16>(), w, out.as<float>(), m, s.in_dim, s.out_dim, nullptr);
+        } else {
+          gemm.matmul(x.as<bf16>(), w, out.as<bf16>(), m, s.in_dim, s.out_dim, nullptr);
+        }
+      };
+      for (int c = 0; c < copies; ++c) cublas(c);
+      const double t_cublas = time_ms(20, std::max(copies, 10), cublas);
+      double t[5];
+      for (int v = 0; v < 5; ++v) {
+        GemvTuning tuning;
+        tuning.rows_per_task = v % 2 == 0 ? 1 : 2;
+        tuning.ctas_per_sm = v < 2 ? 1 : 2;
+        tuning.persistent = v < 4;
+        auto call = [&](int c) {
+          GemvArgs a;
+          a.w = weights[c % copies].as<bf16>();
+          a.rows = m;
+          a.in_dim = s.in_dim;
+          a.out_dim = s.out_dim;
+          a.x = x.as<bf16>();
+          a.output = s.out;
+          a.out = out.get();
+          a.pdl = true;
+          gemv(a, tuning, nullptr);
+        };
+        for (int c = 0; c < copies; ++c) call(c);
+        t[v] = time_ms(20, std::max(copies, 10), call);
+      }
+      std::printf("%-22s %2d | %8.1f%% | %8.1f%% %8.1f%% %8.1f%% %8.1f%% %8.1f%%\n", s.name, m, pct(t_cublas),
+                  pct(t[0]), pct(t[1]), pct(t[2]), pct(t[3]), pct(t[4]));
+      std::fflush(stdout);
+    }
+  }
+
+  // (b) the weight part of one decode step, M = 1 and 2.
+  const int layers = 32, hidden = 4096, inter = 14336, qkv = 6144, vocab = 128256;
+  struct Layer {
+    DeviceBuffer qkv, o, gate_up, down, norm1, norm2;
+  };
+  std::vector<Layer> L(layers);
+  for (int l = 0; l < layers; ++l) {
+    L[l].qkv = random_bf16(size_t(qkv) * hidden, 1000 + 10 * l, "qkv", 0.02f);
+    L[l].o = random_bf16(size_t(hidden) * hidden, 1001 + 10 * l, "o", 0.02f);
+    L[l].gate_up = random_bf16(size_t(2 * inter) * hidden, 1002 + 10 * l, "gate_up", 0.02f);
+    L[l].down = random_bf16(size_t(hidden) * inter, 1003 + 10 * l, "down", 0.02f);
+    L[l].norm1 = random_bf16(hidden, 1004 + 10 * l, "norm");
+    L[l].norm2 = random_bf16(hidden, 1005 + 10 * l, "norm");
+  }
+  DeviceBuffer lm_head = random_bf16(size_t(vocab) * hidden, 9, "lm_head", 0.02f);
+  DeviceBuffer final_norm = random_bf16(hidden, 10, "norm");
+  DeviceBuffer residual(size_t(8) * hidden * 4, "residual"), normed(size_t(8) * hidden * 2, "normed"),
+      qkv_out(size_t(8) * qkv * 2, "qkv out"), attn = random_bf16(size_t(8) * hidden, 11, "attn"),
+      proj(size_t(8) * hidden * 2, "proj"), gate_up_out(size_t(8) * 2 * inter * 2, "gate_up out"),
+      act(size_t(8) * inter * 2, "act"), logits(size_t(8) * vocab * 4, "logits");
+  CUDA_CHECK(cudaMemset(residual.get(), 0, residual.bytes()));
+  const double weight_bytes =
+      double(layers) * 2 * (double(qkv) * hidden + double(hidden) * hidden + 3.0 * inter * hidden) +
+      2.0 * vocab * hidden;
+  cudaStream_t s;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  std::printf("\none step's weights (%.2f GB, no attention) as one CUDA graph; floor %.3f ms\n", weight_bytes / 1e9,
+              weight_bytes / (copy_gbs * 1e9) * 1e3);
+  std::printf("%-34s %2s %9s %9s\n", "variant", "M", "ms", "% floor");
+  for (int m : {1, 2}) {
+    auto args = [&](const DeviceBuffer& w, int in, int outd, GemvOutput o, void* dst, bool pdl) {
+      GemvArgs a;
+      a.w = w.as<bf16>();
+      a.rows = m;
+      a.in_dim = in;
+      a.out_dim = outd;
+      a.output = o;
+      a.out = dst;
+      a.pdl = pdl;
+      return a;
+    };
+    auto norm_args = [&](const DeviceBuffer& w, const DeviceBuffer& norm, int outd, GemvOutput o, void* dst, bool pdl) {
+      GemvArgs a = args(w, hidden, outd, o, dst, pdl);
+      a.input = GemvInput::kRmsNorm;
+      a.residual = residual.as<float>();
+      a.norm_weight = norm.as<bf16>();
+      return a;
+    };
+    auto bf_args = [&](const DeviceBuffer& w, int in, int outd, GemvOutput o, void* dst, const DeviceBuffer& x,
+                       bool pdl) {
+      GemvArgs a = args(w, in, outd, o, dst, pdl);
+      a.x = x.as<bf16>();
+      return a;
+    };
+    auto unfused = [&](bool use_gemv, bool pdl) {
+      return [&, use_gemv, pdl] {
+        auto mm = [&](const DeviceBuffer& x, const DeviceBuffer& w, int in, int outd, void* dst, bool f32) {
+          if (use_gemv) {
+            gemv(bf_args(w, in, outd, f32 ? GemvOutput::kF32 : GemvOutput::kBf16, dst, x, pdl), s);
+          } else if (f32) {
+            gemm.matmul(x.as<bf16>(), w.as<bf16>(), static_cast<float*>(dst), m, in, outd, s);
+          } else {
+            gemm.matmul(x.as<bf16>(), w.as<bf16>(), static_cast<bf16*>(dst), m, in, outd, s);
+          }
+        };
+        rmsnorm(residual.as<float>(), L[0].norm1.as<bf16>(), m, hidden, 1e-5f, normed.as<bf16>(), s);
+        for (int l = 0; l < layers; ++l) {
+          mm(normed, L[l].qkv, hidden, qkv, qkv_out.get(), false);
+          mm(attn, L[l].o, hidden, hidden, proj.get(), false);
+          add_rmsnorm(residual.as<float>(), proj.as<bf16>(), L[l].norm2.as<bf16>(), m, hidden, 1e-5f, normed.as<bf16>(), s);
+          mm(normed, L[l].gate_up, hidden, 2 * inter, gate_up_out.get(), false);
+          swiglu(gate_up_out.as<bf16>(), m, inter, act.as<bf16>(), s);
+          mm(act, L[l].down, inter, hidden, proj.get(), false);
+          const DeviceBuffer& next = l + 1 < layers ? L[l + 1].norm1 : final_norm;
+          add_rmsnorm(residual.as<float>(), proj.as<bf16>(), next.as<bf16>(), m, hidden, 1e-5f, normed.as<bf16>(), s);
+        }
+        mm(normed, lm_head, hidden, vocab, logits.get(), true);
+      };
+    };
+    auto fused = [&](bool pdl, int ctas) {
+      return [&, pdl, ctas] {
+        GemvTuning t;
+        t.ctas_per_sm = ctas;
+        for (int l = 0; l < layers; ++l) {
+          gemv(norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), pdl), t, s);
+          gemv(bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, pdl), t, s);
+          gemv(norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), pdl), t, s);
+          gemv(bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, pdl), t, s);
+        }
+        gemv(norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), pdl), t, s);
+      };
+    };
+    const struct {
+      const char* name;
+      std::function<void()> record;
+    } variants[] = {{"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
+                    {"gemv unfused, no PDL", unfused(true, false)},
+                    {"gemv unfused, PDL", unfused(true, true)},
+                    {"gemv fused, no PDL", fused(false, 1)},
+                    {"gemv fused, PDL", fused(true, 1)},
+                    {"gemv fused, PDL, 2 CTAs/SM", fused(true, 2)}};
+    for (const auto& v : variants) {
+      CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
+      const double ms = time_graph(s, v.record, 15);
+      std::printf("%-34s %2d %9.3f %8.1f%%\n", v.name, m, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
+      std::fflush(stdout);
+    }
+  }
+  CUDA_CHECK(cudaStreamDestroy(s));
+  return 0;
+}
