@@ -299,10 +299,17 @@ class CudaBackend final : public Backend {
   bool fused_decode(const StepShape& st) const {
     if (!st.decode || !options_.decode.fuse || !use_gemv(st.n_tokens) || st.logit_rows != st.n_tokens) return false;
     const Config& c = config_;
-    const LayerWeights& L = layers_[0];
-    return gemv_supported(gemv_norm_args(L.wqkv, L.attn_norm, st.n_tokens, c.q_dim() + 2 * c.kv_dim(),
-                                         GemvOutput::kBf16, qkv_)) &&
-           c.q_dim() % 8 == 0 && c.intermediate_size % 8 == 0;
+    return gemv_supported(qkv_rope_args(0, st.n_tokens)) && c.q_dim() % 8 == 0 && c.intermediate_size % 8 == 0;
+  }
+
+  // The QKV projection of `layer` with RMSNorm in front and RoPE + the K/V append behind.
+  GemvArgs qkv_rope_args(size_t layer, int n) const {
+    const Config& c = config_;
+    GemvArgs a = gemv_norm_args(layers_[layer].wqkv, layers_[layer].attn_norm, n, c.q_dim() + 2 * c.kv_dim(),
+                                GemvOutput::kRopeKV, qkv_);
+    a.rope = {c.num_heads, c.num_kv_heads, c.head_dim, d_positions_, inv_freq_, d_slot_mapping_,
+              kv_pool_ + (2 * layer) * pool_elems_, kv_pool_ + (2 * layer + 1) * pool_elems_, layout_};
+    return a;
   }
 
   RopeKVParams rope_params(size_t layer, int n) const {
@@ -380,9 +387,10 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Decode with 1..8 sequences: 4 GEMVs a layer, each reading its weights once, with RMSNorm computed
-  // in the GEMV's prologue from the fp32 residual, SwiGLU in the gate/up GEMV's epilogue and the residual
-  // adds in the o_proj / down GEMVs' epilogues (fp32, no bf16 rounding of the projection).
+  // Decode of GEMV-sized steps: 4 GEMVs and the attention a layer, each GEMV reading its weights once,
+  // with RMSNorm computed in the GEMV's prologue from the fp32 residual, RoPE + the K/V append in the
+  // QKV GEMV's epilogue, SwiGLU in the gate/up GEMV's and the residual adds in the o_proj / down GEMVs'
+  // (fp32, no bf16 rounding of the projection).
   template <typename OnLogits>
   void run_fused_decode(const StepShape& st, OnLogits on_logits) {
     const Config& c = config_;
@@ -392,8 +400,7 @@ class CudaBackend final : public Backend {
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
-      gemv(gemv_norm_args(L.wqkv, L.attn_norm, n, qkv_dim, GemvOutput::kBf16, qkv_), s);
-      rope_kv_append(rope_params(li, n), s);
+      gemv(qkv_rope_args(li, n), s);
       attention(st, li, s);
       GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
       o.x = attn_;

@@ -35,6 +35,7 @@ struct GemvParams {
   int out_dim;
   int tasks;
   float eps;
+  GemvRope rope;
 };
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
@@ -86,7 +87,14 @@ __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f +
 // last R/2 the matching up rows, out_dim/2 further on.
 template <GemvOutput kOut, int R>
 __device__ __forceinline__ int task_row(const GemvParams& p, int t, int r, bool* real) {
-  if constexpr (kOut == GemvOutput::kSwiglu) {
+  if constexpr (kOut == GemvOutput::kRopeKV) {
+    // Q and K heads: the rotate-half pair (i, i + head_dim/2) of one head; V: two adjacent rows.
+    const int half = p.rope.head_dim / 2;
+    const int rotated = (p.rope.q_heads + p.rope.kv_heads) * half;
+    *real = true;
+    if (t < rotated) return (t / half) * p.rope.head_dim + t % half + r * half;
+    return rotated * 2 + 2 * (t - rotated) + r;
+  } else if constexpr (kOut == GemvOutput::kSwiglu) {
     const int cols = p.out_dim / 2;
     const int pair = t * (R / 2) + r % (R / 2);
     *real = pair < cols;
@@ -95,6 +103,48 @@ __device__ __forceinline__ int task_row(const GemvParams& p, int t, int r, bool*
     const int row = t * R + r;
     *real = row < p.out_dim;
     return *real ? row : 0;
+  }
+}
+
+// kRopeKV epilogue for task t of token m: both products rounded to bf16 (the QKV row rope_kv_append
+// would read), rotated in fp32 when they are a Q/K pair, stored to the row and, for K and V, the pools.
+__device__ __forceinline__ void store_rope_kv(const GemvParams& p, int t, int m, float a0, float a1) {
+  const GemvRope& g = p.rope;
+  const int D = g.head_dim, half = D / 2;
+  const int rotated = (g.q_heads + g.kv_heads) * half;
+  float y0 = __bfloat162float(__float2bfloat16_rn(a0)), y1 = __bfloat162float(__float2bfloat16_rn(a1));
+  int row0, row1, pool_head, d0, d1;
+  bf16* pool;
+  if (t < rotated) {
+    const int head = t / half, i = t % half;
+    float sin_v, cos_v;
+    sincosf(static_cast<float>(g.positions[m]) * g.inv_freq[i], &sin_v, &cos_v);
+    const float x1 = y0, x2 = y1;
+    y0 = x1 * cos_v - x2 * sin_v;
+    y1 = x2 * cos_v + x1 * sin_v;
+    row0 = head * D + i;
+    row1 = row0 + half;
+    pool = head >= g.q_heads ? g.k_pool : nullptr;
+    pool_head = head - g.q_heads;
+    d0 = i;
+    d1 = i + half;
+  } else {
+    row0 = 2 * rotated + 2 * (t - rotated);
+    row1 = row0 + 1;
+    pool = g.v_pool;
+    pool_head = (row0 - 2 * rotated) / D;
+    d0 = (row0 - 2 * rotated) % D;
+    d1 = d0 + 1;
+  }
+  const bf16 b0 = __float2bfloat16_rn(y0), b1 = __float2bfloat16_rn(y1);
+  bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(m) * p.out_dim;
+  out[row0] = b0;
+  out[row1] = b1;
+  const int slot = g.slot_mapping != nullptr ? g.slot_mapping[m] : -1;
+  if (pool != nullptr && slot >= 0) {
+    const int64_t base = g.layout.offset(slot, pool_head);
+    pool[base + d0] = b0;
+    pool[base + d1] = b1;
   }
 }
 
@@ -148,6 +198,7 @@ __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
 template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant__ GemvParams p) {
   static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
+  static_assert(kOut != GemvOutput::kRopeKV || R == 2, "a RoPE task is one rotate-half pair");
   extern __shared__ uint4 smem_x[];  // kRmsNorm: (M, in_dim) bf16
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int chunks = p.in_dim / 8;
@@ -181,7 +232,9 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (lane != m) continue;
-      if constexpr (kOut == GemvOutput::kSwiglu) {
+      if constexpr (kOut == GemvOutput::kRopeKV) {
+        store_rope_kv(p, t, m, acc[0][m], acc[1][m]);
+      } else if constexpr (kOut == GemvOutput::kSwiglu) {
         const int cols = p.out_dim / 2;
 #pragma unroll
         for (int r = 0; r < R / 2; ++r) {
@@ -306,7 +359,9 @@ template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t stream) {
   auto kernel = gemv_kernel<M, kIn, kOut, R, U>;
   const int smem = static_cast<int>(smem_bytes(a));
-  p.tasks = kOut == GemvOutput::kSwiglu ? (a.out_dim / 2 + R / 2 - 1) / (R / 2) : (a.out_dim + R - 1) / R;
+  p.tasks = kOut == GemvOutput::kSwiglu   ? (a.out_dim / 2 + R / 2 - 1) / (R / 2)
+            : kOut == GemvOutput::kRopeKV ? a.out_dim / 2
+                                          : (a.out_dim + R - 1) / R;
   const int needed = (p.tasks + kWarps - 1) / kWarps;
   static thread_local int cached_smem = -1, cached_blocks = 0;
   const int per_sm = std::min(t.ctas_per_sm, resident_ctas(kernel, smem, &cached_smem, &cached_blocks));
@@ -341,7 +396,7 @@ void launch_tuned(const GemvArgs& a, const GemvParams& p, GemvTuning t, cudaStre
     };
     t.rows_per_task = kOut == GemvOutput::kSwiglu || efficiency(2) >= efficiency(1) - 0.02 ? 2 : 1;
   }
-  if constexpr (kOut != GemvOutput::kSwiglu) {
+  if constexpr (kOut != GemvOutput::kSwiglu && kOut != GemvOutput::kRopeKV) {
     if (t.rows_per_task == 1) return launch<M, kIn, kOut, 1, 8>(a, p, t, s);
   }
   launch<M, kIn, kOut, 2, 4>(a, p, t, s);
@@ -367,6 +422,15 @@ void dispatch_rows(const GemvArgs& a, const GemvParams& p, const GemvTuning& t, 
 bool gemv_supported(const GemvArgs& a) {
   if (a.rows < 1 || a.rows > kGemvMaxRows || a.in_dim <= 0 || a.in_dim % 8 != 0 || a.out_dim <= 0) return false;
   if (a.output == GemvOutput::kSwiglu && a.out_dim % 2 != 0) return false;
+  if (a.output == GemvOutput::kRopeKV) {
+    const GemvRope& g = a.rope;
+    if (g.head_dim <= 0 || g.head_dim % 2 != 0 || g.q_heads <= 0 || g.kv_heads <= 0 ||
+        a.out_dim != (g.q_heads + 2 * g.kv_heads) * g.head_dim || g.positions == nullptr || g.inv_freq == nullptr ||
+        g.k_pool == nullptr || g.v_pool == nullptr || g.layout.kv_heads != g.kv_heads ||
+        g.layout.head_dim != g.head_dim || g.layout.block_size <= 0) {
+      return false;
+    }
+  }
   if (a.w == nullptr || !aligned16(a.w) || a.out == nullptr) return false;
   if (a.input == GemvInput::kBf16) return a.x != nullptr && aligned16(a.x);
   return a.residual != nullptr && aligned16(a.residual) && a.norm_weight != nullptr && aligned16(a.norm_weight) &&
@@ -390,6 +454,7 @@ void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
   p.in_dim = a.in_dim;
   p.out_dim = a.out_dim;
   p.eps = a.eps;
+  p.rope = a.rope;
   using In = GemvInput;
   using Out = GemvOutput;
   if (a.input == In::kRmsNorm) {
@@ -398,6 +463,7 @@ void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
       case Out::kF32: return dispatch_rows<In::kRmsNorm, Out::kF32>(a, p, tuning, stream);
       case Out::kAddF32: return dispatch_rows<In::kRmsNorm, Out::kAddF32>(a, p, tuning, stream);
       case Out::kSwiglu: return dispatch_rows<In::kRmsNorm, Out::kSwiglu>(a, p, tuning, stream);
+      case Out::kRopeKV: return dispatch_rows<In::kRmsNorm, Out::kRopeKV>(a, p, tuning, stream);
     }
   } else {
     switch (a.output) {
@@ -405,6 +471,7 @@ void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
       case Out::kF32: return dispatch_rows<In::kBf16, Out::kF32>(a, p, tuning, stream);
       case Out::kAddF32: return dispatch_rows<In::kBf16, Out::kAddF32>(a, p, tuning, stream);
       case Out::kSwiglu: return dispatch_rows<In::kBf16, Out::kSwiglu>(a, p, tuning, stream);
+      case Out::kRopeKV: return dispatch_rows<In::kBf16, Out::kRopeKV>(a, p, tuning, stream);
     }
   }
 }

@@ -9,6 +9,9 @@
 //          kAddF32   out (rows, out_dim) fp32 += x @ W^T (the residual add, exact up to fp32 rounding)
 //          kSwiglu   W is the fused [gate; up] (2 cols, in_dim): out (rows, cols) bf16 =
 //                    silu(x @ gate^T) * (x @ up^T), both products in fp32 (no bf16 rounding in between)
+//          kRopeKV   W is the fused [wq; wk; wv]: out (rows, out_dim) bf16 = the projection rounded to bf16,
+//                    then RoPE on Q and K and the K/V append to the paged pools, exactly as fc::rope_kv_append
+//                    does it to a bf16 QKV row (same formula, sincosf of float(pos) * inv_freq, one rounding)
 // CPU references: matmul_ref, rmsnorm_ref, swiglu_ref in kernels/elementwise.h.
 //
 // Programmatic dependent launch (sm_90): with `pdl` the kernel is launched with programmatic stream
@@ -18,6 +21,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/attention.h"
 #include "kernels/cuda_utils.cuh"
 
 namespace fc {
@@ -25,7 +29,18 @@ namespace fc {
 constexpr int kGemvMaxRows = 8;
 
 enum class GemvInput { kBf16, kRmsNorm };
-enum class GemvOutput { kBf16, kF32, kAddF32, kSwiglu };
+enum class GemvOutput { kBf16, kF32, kAddF32, kSwiglu, kRopeKV };
+
+// kRopeKV: what rope_kv_append (kernels/rope.cuh) takes besides the QKV row. Device pointers.
+struct GemvRope {
+  int q_heads = 0, kv_heads = 0, head_dim = 0;  // out_dim == (q_heads + 2 kv_heads) * head_dim; head_dim even
+  const int32_t* positions = nullptr;     // (rows)
+  const float* inv_freq = nullptr;        // (head_dim / 2)
+  const int32_t* slot_mapping = nullptr;  // (rows); a negative slot appends nothing
+  bf16* k_pool = nullptr;
+  bf16* v_pool = nullptr;
+  PagedKVLayout layout;
+};
 
 struct GemvArgs {
   const bf16* w = nullptr;  // (out_dim, in_dim) row-major; 16-byte aligned
@@ -39,6 +54,7 @@ struct GemvArgs {
   float eps = 1e-5f;
   GemvOutput output = GemvOutput::kBf16;
   void* out = nullptr;  // bf16 or fp32 per `output`; rows contiguous
+  GemvRope rope;        // kRopeKV only
   bool pdl = false;
 };
 

@@ -15,11 +15,14 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemv.cuh"
+#include "kernels/rope.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace fc::test {
@@ -40,6 +43,7 @@ const char* name(GemvOutput o) {
     case GemvOutput::kF32: return "f32";
     case GemvOutput::kAddF32: return "add_f32";
     case GemvOutput::kSwiglu: return "swiglu";
+    case GemvOutput::kRopeKV: return "rope_kv";
   }
   return "?";
 }
@@ -221,6 +225,102 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
     INFO("rep " << rep << ": " << r.summary);
     REQUIRE(r.ok);
   }
+}
+
+// kRopeKV against matmul_ref -> bf16 -> rope_ref -> bf16 -> kv_append_ref: the QKV row and both pools
+// (every element: unwritten slots must keep their random contents). One token has slot -1 (appends
+// nothing). GQA 4 q heads / 2 kv heads, head_dim 64 and 128, positions up to 100000 (llama3-scale angles).
+void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& rng, Stats& stats) {
+  CAPTURE(rows, in_dim, head_dim, pdl);
+  const int q_heads = 4, kv_heads = 2, block_size = 16, num_blocks = 5;
+  const int out_dim = (q_heads + 2 * kv_heads) * head_dim, q_dim = q_heads * head_dim, kv_dim = kv_heads * head_dim;
+  const size_t K = in_dim, N = out_dim, M = rows;
+  const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
+  std::vector<float> residual = random_floats(M * K, rng, -3.f, 3.f);
+  const std::vector<float> norm = round_to_bf16(random_floats(K, rng, 0.5f, 1.5f));
+  std::vector<float> x(M * K);
+  rmsnorm_ref(residual.data(), norm.data(), rows, in_dim, 1e-5f, x.data());
+  x = round_to_bf16(x);
+  std::vector<float> qkv(M * N);
+  matmul_ref(x.data(), w.data(), rows, in_dim, out_dim, qkv.data());
+  qkv = round_to_bf16(qkv);
+  std::vector<int32_t> positions(M), slots(M);
+  std::uniform_int_distribution<int> pos_dist(0, 100000);
+  std::vector<int32_t> all_slots(num_blocks * block_size);
+  for (size_t i = 0; i < all_slots.size(); ++i) all_slots[i] = static_cast<int32_t>(i);
+  std::shuffle(all_slots.begin(), all_slots.end(), rng);
+  for (size_t m = 0; m < M; ++m) {
+    positions[m] = pos_dist(rng);
+    slots[m] = m == M / 2 ? -1 : all_slots[m];
+  }
+  std::vector<float> inv_freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) inv_freq[i] = std::pow(500000.f, -2.f * i / head_dim);
+  rope_ref(qkv.data(), rows, q_heads + kv_heads, head_dim, out_dim, positions.data(), inv_freq.data());
+  qkv = round_to_bf16(qkv);
+  const PagedKVLayout layout{block_size, kv_heads, head_dim};
+  const size_t pool_count = size_t(num_blocks) * layout.block_stride();
+  std::vector<float> k_pool = round_to_bf16(random_floats(pool_count, rng)), v_pool = round_to_bf16(random_floats(pool_count, rng));
+  GuardedBuffer d_w(N * K * 2), d_residual(M * K * 4), d_norm(K * 2), d_out(M * N * 2), d_pos(M * 4), d_slots(M * 4),
+      d_freq(inv_freq.size() * 4), d_k(pool_count * 2), d_v(pool_count * 2);
+  d_w.upload(to_bf16_bits(w).data(), N * K * 2);
+  d_residual.upload(residual.data(), M * K * 4);
+  d_norm.upload(to_bf16_bits(norm).data(), K * 2);
+  d_pos.upload(positions.data(), M * 4);
+  d_slots.upload(slots.data(), M * 4);
+  d_freq.upload(inv_freq.data(), inv_freq.size() * 4);
+  d_k.upload(to_bf16_bits(k_pool).data(), pool_count * 2);
+  d_v.upload(to_bf16_bits(v_pool).data(), pool_count * 2);
+  d_out.poison();
+  kv_append_ref(qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, out_dim, rows, slots.data(), layout, k_pool.data(),
+                v_pool.data());
+
+  GemvArgs a;
+  a.w = d_w.as<bf16>();
+  a.rows = rows;
+  a.in_dim = in_dim;
+  a.out_dim = out_dim;
+  a.input = GemvInput::kRmsNorm;
+  a.residual = d_residual.as<float>();
+  a.norm_weight = d_norm.as<bf16>();
+  a.output = GemvOutput::kRopeKV;
+  a.out = d_out.get();
+  a.rope = {q_heads, kv_heads, head_dim, d_pos.as<int32_t>(), d_freq.as<float>(), d_slots.as<int32_t>(),
+            d_k.as<bf16>(), d_v.as<bf16>(), layout};
+  a.pdl = pdl;
+  REQUIRE(gemv_supported(a));
+  gemv(a, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  auto download_bf16 = [](const GuardedBuffer& b, size_t count) {
+    std::vector<uint16_t> bits(count);
+    b.download(bits.data(), count * 2);
+    return from_bf16_bits(bits);
+  };
+  // One bf16 ulp of the projection can flip between summation orders and is then rotated: 2^-7 * |x|.
+  const double atol = 1e-6 * K + 0.05, rtol = 1.0 / 64;
+  for (const auto& [got, ref, what] : {std::make_tuple(download_bf16(d_out, M * N), qkv, "qkv row"),
+                                       std::make_tuple(download_bf16(d_k, pool_count), k_pool, "k pool"),
+                                       std::make_tuple(download_bf16(d_v, pool_count), v_pool, "v pool")}) {
+    const CompareResult r = compare(got, ref, atol, rtol);
+    ++stats.cases;
+    stats.max_nmse = std::max(stats.max_nmse, r.nmse);
+    INFO(what << ": " << r.summary);
+    CHECK(r.ok);
+    CHECK(r.nmse < 1e-5);
+  }
+  CHECK(d_out.sentinel_intact());
+  CHECK(d_k.sentinel_intact());
+  CHECK(d_v.sentinel_intact());
+}
+
+TEST_CASE("gemv kRopeKV: projection, RoPE and paged K/V append in one kernel", "[gpu][gemv][quick]") {
+  std::random_device device;
+  const unsigned seed = device();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Stats stats;
+  run_rope_case(1, 264, 64, true, rng, stats);
+  run_rope_case(3, 1032, 128, false, rng, stats);
+  run_rope_case(8, 4096, 128, true, rng, stats);
 }
 
 TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {
