@@ -365,7 +365,17 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
   const int needed = (p.tasks + kWarps - 1) / kWarps;
   static thread_local int cached_smem = -1, cached_blocks = 0;
   const int per_sm = std::min(t.ctas_per_sm, resident_ctas(kernel, smem, &cached_smem, &cached_blocks));
-  const int grid = std::max(1, t.persistent ? std::min(needed, device_limits().sms * per_sm) : needed);
+  int grid = needed;
+  if (t.persistent) {
+    // Every task costs the same, so the kernel lasts as long as the warp with the most tasks: take the
+    // fewest rounds the resident warps allow, then the fewest warps that still need only that many
+    // rounds (3072 tasks on 2112 warps: 1536 warps x 2, not 1056 x 2 + 1056 x 1 idling half the time).
+    const int max_warps = device_limits().sms * per_sm * kWarps;
+    const int rounds = (p.tasks + max_warps - 1) / max_warps;
+    const int warps = (p.tasks + rounds - 1) / rounds;
+    grid = std::min(needed, (warps + kWarps - 1) / kWarps);
+  }
+  grid = std::max(grid, 1);
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(grid);
   config.blockDim = dim3(kThreads);

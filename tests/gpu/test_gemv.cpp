@@ -251,7 +251,7 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
   std::shuffle(all_slots.begin(), all_slots.end(), rng);
   for (size_t m = 0; m < M; ++m) {
     positions[m] = pos_dist(rng);
-    slots[m] = m == M / 2 ? -1 : all_slots[m];
+    slots[m] = M > 1 && m == M / 2 ? -1 : all_slots[m];
   }
   std::vector<float> inv_freq(head_dim / 2);
   for (int i = 0; i < head_dim / 2; ++i) inv_freq[i] = std::pow(500000.f, -2.f * i / head_dim);
@@ -271,8 +271,11 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
   d_k.upload(to_bf16_bits(k_pool).data(), pool_count * 2);
   d_v.upload(to_bf16_bits(v_pool).data(), pool_count * 2);
   d_out.poison();
-  kv_append_ref(qkv.data() + q_dim, qkv.data() + q_dim + kv_dim, out_dim, rows, slots.data(), layout, k_pool.data(),
-                v_pool.data());
+  for (int m = 0; m < rows; ++m) {  // kv_append_ref takes real slots only
+    if (slots[m] < 0) continue;
+    const float* row = qkv.data() + size_t(m) * out_dim;
+    kv_append_ref(row + q_dim, row + q_dim + kv_dim, out_dim, 1, &slots[m], layout, k_pool.data(), v_pool.data());
+  }
 
   GemvArgs a;
   a.w = d_w.as<bf16>();
