@@ -100,7 +100,9 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
   // merge kernel (launched with programmatic stream serialization) be scheduled as soon as every CTA of
   // this grid runs; it waits for this grid's completion before reading any partial.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  // Only the merge is let in early: with one split the next kernel is the o_proj GEMV, whose CTAs
+  // fill the SMs while they wait (measured 0.29 ms/token slower at batch 1 on an H200).
+  if (p.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int seq = blockIdx.z, split = blockIdx.x;

@@ -298,8 +298,13 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
     b.download(bits.data(), count * 2);
     return from_bf16_bits(bits);
   };
-  // One bf16 ulp of the projection can flip between summation orders and is then rotated: 2^-7 * |x|.
-  const double atol = 1e-6 * K + 0.05, rtol = 1.0 / 64;
+  // The projection is rounded to bf16 before the rotation, and the two summation orders can round an
+  // element to neighbouring bf16 values: one ulp of the largest element, 2^-8 max|x| (0.5 at |x| ~ 100,
+  // seen at K = 4096), which the rotation can move onto a small output. atol covers two such ulps; the
+  // NMSE bound below is what catches a real error.
+  double max_abs = 0;
+  for (float v : qkv) max_abs = std::max(max_abs, double(std::fabs(v)));
+  const double atol = 1e-6 * K + max_abs / 128, rtol = 1.0 / 128;
   for (const auto& [got, ref, what] : {std::make_tuple(download_bf16(d_out, M * N), qkv, "qkv row"),
                                        std::make_tuple(download_bf16(d_k, pool_count), k_pool, "k pool"),
                                        std::make_tuple(download_bf16(d_v, pool_count), v_pool, "v pool")}) {
