@@ -1,8 +1,15 @@
-// fc_soak: a long run of the CUDA backend that checks nothing grows. A synthetic model (random bf16
-// weights drawn on the GPU, configs/llama-3.2-1b.json by default) generates many sequences one after the
-// other through engine/generator.h, with random prompts of varying length and greedy, sampled (on the
-// GPU) and repetition-penalty (host sampler) decoding mixed; after each sequence it samples the GPU's
-// used memory (cudaMemGetInfo) and this process's resident set (/proc/self/statm).
+// fc_soak: a long run of a backend that checks nothing grows. A synthetic model (random bf16 weights
+// drawn on the GPU, configs/llama-3.2-1b.json by default) or a checkpoint (--model DIR) generates many
+// sequences one after the other through engine/generator.h, with random prompts of varying length and
+// greedy, sampled (on the GPU) and repetition-penalty (host sampler) decoding mixed; after each sequence
+// it samples the GPU's used memory (cudaMemGetInfo) and this process's resident set (/proc/self/statm).
+//
+// --device cpu (needs --model) runs the same loop on the CPU reference backend and needs no GPU. It makes
+// no CUDA call (the CUDA libraries are still linked and their load-time initializers run, but no context
+// is created), so RSS growth there is the host code's: generator, batch plan, KV bookkeeping, host
+// sampler. Run it on a tiny fixture (tests/data/models/tiny-llama3-bpe) for a few hundred sequences,
+// under heaptrack or valgrind if it grows. With --model, --max-context / --max-prompt default to what the
+// checkpoint allows.
 //
 // Pass: after the warm-up, GPU used memory never exceeds its value at the end of the warm-up, host RSS
 // never exceeds it by more than --rss-slack-mb, and every KV block is back in the pool after each
@@ -10,16 +17,20 @@
 // and sampled, so that every decode CUDA graph the backend caches for one sequence (one per attention
 // split count and sampler) exists before measuring: a bounded cache filling up is not a leak.
 //
-//   fc_soak [--config llama-3.2-1b|llama-3.1-8b|8b|PATH] [--sequences 40] [--tokens 64] [--warmup 5]
-//           [--max-context 1024] [--max-prompt 512] [--seed 1] [--rss-slack-mb 8]
+//   fc_soak [--config llama-3.2-1b|llama-3.1-8b|8b|PATH | --model DIR] [--device cuda|cpu] [--sequences 40]
+//           [--tokens 64] [--warmup 5] [--max-context 1024] [--min-prompt 1] [--max-prompt 512] [--seed 1]
+//           [--rss-slack-mb 8]
 // Last line: "soak: N tokens, GPU used after warm-up/at end X/Y MB, RSS after warm-up/at end X/Y MB: PASS"
-// (or FAIL, exit status 1). GPU used memory is device-wide: run it on a GPU nobody else is using.
+// (or FAIL, exit status 1; on the CPU "GPU used ..." is left out). The line before it also gives the RSS
+// trend after the warm-up (least-squares slope, KB per sequence). GPU used memory is device-wide: run it
+// on a GPU nobody else is using.
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,13 +45,17 @@
 #include "engine/generator.h"
 #include "engine/memory_plan.h"
 #include "kernels/cuda_utils.cuh"
+#include "model/llama_weights.h"
 
 namespace fc {
 namespace {
 
 struct SoakOptions {
   std::string config = "llama-3.2-1b";
-  int sequences = 40, tokens = 64, warmup = 5, max_context = 1024, max_prompt = 512;
+  std::string model_dir;  // a checkpoint instead of the synthetic model (required on the CPU)
+  DeviceKind device = DeviceKind::Cuda;
+  int sequences = 40, tokens = 64, warmup = 5, max_context = 1024, min_prompt = 1, max_prompt = 512;
+  bool max_context_given = false, max_prompt_given = false;
   uint64_t seed = 1;
   double rss_slack_mb = 8;
 };
@@ -106,45 +121,84 @@ GenerationParams params_for(Mode mode, int max_new_tokens, uint64_t seed) {
   return p;  // no stop ids: random weights would end sequences at random
 }
 
-int run_soak(const SoakOptions& o) {
-  if (cuda_device_count() == 0) fail("fc_soak needs a CUDA GPU (none found)");
+// Slope of the least-squares line through (i, y[i]), per step of i.
+double slope(const std::vector<double>& y) {
+  const size_t n = y.size();
+  if (n < 2) return 0;
+  double mean_x = (n - 1) / 2.0, mean_y = 0;
+  for (double v : y) mean_y += v / n;
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sxy += (i - mean_x) * (y[i] - mean_y);
+    sxx += (i - mean_x) * (i - mean_x);
+  }
+  return sxy / sxx;
+}
+
+int run_soak(SoakOptions o) {
+  const bool cuda = o.device == DeviceKind::Cuda;
+  if (!cuda && o.model_dir.empty()) fail("--device cpu needs --model DIR (the synthetic model is GPU-only)");
+  if (cuda && cuda_device_count() == 0) fail("fc_soak --device cuda needs a CUDA GPU (none found; --device cpu)");
+  std::unique_ptr<Checkpoint> ckpt;
+  if (!o.model_dir.empty()) ckpt = std::make_unique<Checkpoint>(open_checkpoint(o.model_dir));
+  const Config config = ckpt ? ckpt->config : load_shape(o.config);
+  if (ckpt) {  // the checkpoint's context bounds the defaults; an explicit value beyond it is refused
+    const int limit = config.max_position_embeddings;
+    if (o.max_context > limit) {
+      if (o.max_context_given) fail("--max-context {} exceeds the model's max_position_embeddings {}", o.max_context, limit);
+      o.max_context = limit;
+    }
+    if (!o.max_prompt_given) o.max_prompt = std::max(1, std::min(o.max_prompt, o.max_context - o.tokens));
+  }
+  if (o.min_prompt > o.max_prompt) fail("--min-prompt {} exceeds --max-prompt {}", o.min_prompt, o.max_prompt);
   if (o.warmup < 2 || o.warmup >= o.sequences) fail("--warmup must be at least 2 and less than --sequences");
   if (o.max_prompt + o.tokens > o.max_context) {
     fail("--max-prompt {} + --tokens {} exceed --max-context {}", o.max_prompt, o.tokens, o.max_context);
   }
-  const Config config = load_shape(o.config);
+  const std::string model_name = ckpt ? o.model_dir : o.config;
   BackendOptions bo;
   bo.max_context = o.max_context;
   bo.max_sequences = 1;
   bo.show_progress = false;
 
-  // The up-front check the CUDA backend makes, and how its plan compares with what construction takes.
-  size_t free_bytes = 0, total_bytes = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const GpuMemoryPlan plan = plan_gpu_memory(config, bo, LmHeadStorage::SharedWithEmbedding);  // synthetic: tied
-  check_fits_gpu(plan, free_bytes, total_bytes);
-  const size_t used_before_backend = total_bytes - free_bytes;
-  auto backend = make_synthetic_cuda_backend(config, o.seed, bo);
-  CUDA_CHECK(cudaDeviceSynchronize());
-  const size_t used_after_backend = gpu_used_bytes();
-  std::printf("soak: %s, %d layers, hidden %d, vocab %d; context %d; GPU %.0f MB in all\n", o.config.c_str(),
-              config.num_layers, config.hidden_size, config.vocab_size, o.max_context, total_bytes / kMB);
-  std::printf("memory plan: weights %.1f + KV %.1f + workspace %.1f = %.1f MB allocated (+ %.1f MB reserve); "
-              "measured at construction: %.1f MB\n",
-              plan.weights / kMB, plan.kv_pool / kMB, plan.workspace / kMB, (plan.total - plan.reserve) / kMB,
-              plan.reserve / kMB, (used_after_backend - used_before_backend) / kMB);
+  std::unique_ptr<Backend> backend;
+  if (cuda) {
+    // The up-front check the CUDA backend makes, and how its plan compares with what construction takes.
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const bool tied = !ckpt || ckpt->tensors.lm_head == ckpt->tensors.embed;  // synthetic: tied
+    const GpuMemoryPlan plan =
+        plan_gpu_memory(config, bo, tied ? LmHeadStorage::SharedWithEmbedding : LmHeadStorage::Separate);
+    check_fits_gpu(plan, free_bytes, total_bytes);
+    const size_t used_before_backend = total_bytes - free_bytes;
+    backend = ckpt ? make_backend(DeviceKind::Cuda, *ckpt, bo) : make_synthetic_cuda_backend(config, o.seed, bo);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    const size_t used_after_backend = gpu_used_bytes();
+    std::printf("soak: %s, %d layers, hidden %d, vocab %d; context %d; GPU %.0f MB in all\n", model_name.c_str(),
+                config.num_layers, config.hidden_size, config.vocab_size, o.max_context, total_bytes / kMB);
+    std::printf("memory plan: weights %.1f + KV %.1f + workspace %.1f = %.1f MB allocated (+ %.1f MB reserve); "
+                "measured at construction: %.1f MB\n",
+                plan.weights / kMB, plan.kv_pool / kMB, plan.workspace / kMB, (plan.total - plan.reserve) / kMB,
+                plan.reserve / kMB, (used_after_backend - used_before_backend) / kMB);
+  } else {
+    backend = make_backend(DeviceKind::Cpu, *ckpt, bo);
+    std::printf("soak: %s on the CPU, %d layers, hidden %d, vocab %d; context %d, prompts of %d..%d tokens\n",
+                model_name.c_str(), config.num_layers, config.hidden_size, config.vocab_size, o.max_context,
+                o.min_prompt, o.max_prompt);
+  }
 
   KVCacheManager& kv = backend->kv_cache();
   std::mt19937_64 rng(o.seed);
   const int vocab = config.vocab_size;
   std::uniform_int_distribution<int32_t> any_id(0, vocab - 1);
-  std::uniform_int_distribution<int> any_length(1, o.max_prompt);
+  std::uniform_int_distribution<int> any_length(o.min_prompt, o.max_prompt);
 
   std::printf("%4s %7s %8s %7s %12s %12s %10s %9s\n", "seq", "prompt", "mode", "new", "tokens so far",
               "GPU used MB", "RSS MB", "tok/s");
   long long tokens_total = 0, tokens_after_warmup = 0;
   size_t gpu_at_warmup = 0, rss_at_warmup = 0, gpu_max_after = 0, rss_max_after = 0, gpu_end = 0, rss_end = 0;
   bool kv_leak = false;
+  std::vector<double> rss_trend;  // KB after each sequence from the end of the warm-up on
   for (int s = 0; s < o.sequences; ++s) {
     int prompt_len = any_length(rng);
     Mode mode = static_cast<Mode>(s % 4);
@@ -169,10 +223,13 @@ int run_soak(const SoakOptions& o) {
     }
 
     tokens_total += stats.generated_tokens;
-    const size_t gpu = gpu_used_bytes(), rss = host_rss_bytes();
-    std::printf("%4d %7d %8s %7d %12lld %12.1f %10.1f %9.0f%s\n", s, prompt_len, mode_name(mode),
-                stats.generated_tokens, tokens_total, gpu / kMB, rss / kMB, stats.generated_tokens / seconds,
+    const size_t gpu = cuda ? gpu_used_bytes() : 0, rss = host_rss_bytes();
+    char gpu_text[32] = "-";
+    if (cuda) std::snprintf(gpu_text, sizeof gpu_text, "%.1f", gpu / kMB);
+    std::printf("%4d %7d %8s %7d %12lld %12s %10.1f %9.0f%s\n", s, prompt_len, mode_name(mode),
+                stats.generated_tokens, tokens_total, gpu_text, rss / kMB, stats.generated_tokens / seconds,
                 s + 1 == o.warmup ? "  <- end of warm-up" : "");
+    if (s + 1 >= o.warmup) rss_trend.push_back(rss / 1e3);
     std::fflush(stdout);
     if (s + 1 == o.warmup) {
       gpu_at_warmup = gpu_max_after = gpu;
@@ -189,13 +246,19 @@ int run_soak(const SoakOptions& o) {
   const double gpu_growth_mb = (double(gpu_max_after) - double(gpu_at_warmup)) / kMB;
   const double rss_growth_mb = (double(rss_max_after) - double(rss_at_warmup)) / kMB;
   const bool pass = gpu_max_after <= gpu_at_warmup && rss_growth_mb <= o.rss_slack_mb && !kv_leak;
-  std::printf("after warm-up: %lld tokens in %d sequences; largest growth: GPU %+.1f MB (allowed 0), RSS %+.1f MB "
-              "(allowed %.0f)%s\n",
-              tokens_after_warmup, o.sequences - o.warmup, gpu_growth_mb, rss_growth_mb, o.rss_slack_mb,
-              kv_leak ? "; KV blocks not returned to the pool" : "");
-  std::printf("soak: %lld tokens, GPU used after warm-up/at end %.1f/%.1f MB, RSS after warm-up/at end %.1f/%.1f MB: %s\n",
-              tokens_total, gpu_at_warmup / kMB, gpu_end / kMB, rss_at_warmup / kMB, rss_end / kMB,
-              pass ? "PASS" : "FAIL");
+  char gpu_growth_text[64] = "";
+  if (cuda) std::snprintf(gpu_growth_text, sizeof gpu_growth_text, "GPU %+.1f MB (allowed 0), ", gpu_growth_mb);
+  std::printf("after warm-up: %lld tokens in %d sequences; largest growth: %sRSS %+.1f MB (allowed %.0f); "
+              "RSS trend %+.1f KB per sequence%s\n",
+              tokens_after_warmup, o.sequences - o.warmup, gpu_growth_text, rss_growth_mb, o.rss_slack_mb,
+              slope(rss_trend), kv_leak ? "; KV blocks not returned to the pool" : "");
+  char gpu_text[96] = "";
+  if (cuda) {
+    std::snprintf(gpu_text, sizeof gpu_text, "GPU used after warm-up/at end %.1f/%.1f MB, ", gpu_at_warmup / kMB,
+                  gpu_end / kMB);
+  }
+  std::printf("soak: %lld tokens, %sRSS after warm-up/at end %.1f/%.1f MB: %s\n", tokens_total, gpu_text,
+              rss_at_warmup / kMB, rss_end / kMB, pass ? "PASS" : "FAIL");
   return pass ? 0 : 1;
 }
 
@@ -204,15 +267,28 @@ int run_soak(const SoakOptions& o) {
 
 int main(int argc, char** argv) {
   fc::SoakOptions o;
-  CLI::App app{"fc_soak: many sequences through the CUDA backend; GPU memory and host RSS must stay flat"};
-  app.add_option("--config", o.config, "model shape: a name under configs/ (llama-3.2-1b, llama-3.1-8b, or 1b/3b/8b) "
-                                       "or a config.json path");
+  CLI::App app{"fc_soak: many sequences through a backend; GPU memory and host RSS must stay flat"};
+  auto* config_opt = app.add_option("--config", o.config, "synthetic model shape: a name under configs/ (llama-3.2-1b, "
+                                                          "llama-3.1-8b, or 1b/3b/8b) or a config.json path");
+  app.add_option("--model", o.model_dir, "checkpoint directory to load instead of the synthetic model")
+      ->excludes(config_opt);
+  std::string device = "cuda";
+  app.add_option("--device", device, "cuda (default) or cpu (the CPU reference backend; needs --model)")
+      ->check(CLI::IsMember({"cuda", "cpu"}));
   app.add_option("--sequences", o.sequences, "sequences in all, warm-up included")->check(CLI::PositiveNumber);
   app.add_option("--tokens", o.tokens, "new tokens per sequence after the two full-context warm-up ones")
       ->check(CLI::PositiveNumber);
   app.add_option("--warmup", o.warmup, "sequences before the baseline is taken (>= 2)")->check(CLI::PositiveNumber);
-  app.add_option("--max-context", o.max_context, "context of the KV cache, tokens")->check(CLI::PositiveNumber);
-  app.add_option("--max-prompt", o.max_prompt, "longest random prompt, tokens")->check(CLI::PositiveNumber);
+  auto* context_opt =
+      app.add_option("--max-context", o.max_context, "context of the KV cache, tokens (with --model at most its "
+                                                     "max_position_embeddings, which it defaults to when smaller)")
+          ->check(CLI::PositiveNumber);
+  auto* prompt_opt = app.add_option("--max-prompt", o.max_prompt, "longest random prompt, tokens (with --model "
+                                                                  "default: what the context leaves after --tokens)")
+                         ->check(CLI::PositiveNumber);
+  app.add_option("--min-prompt", o.min_prompt, "shortest random prompt, tokens (= --max-prompt: one prefill shape, "
+                                               "so a per-shape cache such as the cuBLASLt plans stops growing)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "weights, prompts and sampling");
   app.add_option("--rss-slack-mb", o.rss_slack_mb, "allowed host RSS growth after the warm-up, MB");
   try {
@@ -220,6 +296,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  o.device = device == "cpu" ? fc::DeviceKind::Cpu : fc::DeviceKind::Cuda;
+  o.max_context_given = context_opt->count() > 0;
+  o.max_prompt_given = prompt_opt->count() > 0;
   spdlog::set_level(spdlog::level::warn);
   try {
     return fc::run_soak(o);
