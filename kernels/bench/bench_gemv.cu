@@ -10,6 +10,7 @@
 #include <functional>
 #include <vector>
 
+#include "kernels/bench/bench_util.cuh"
 #include "kernels/cuda_utils.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/gemv.cuh"
@@ -19,48 +20,9 @@
 namespace fc {
 namespace {
 
-__global__ void fill_random_bf16(bf16* p, size_t n, uint64_t seed, float scale) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    p[i] = __float2bfloat16_rn((static_cast<float>(z >> 40) * 0x1p-23f - 1.0f) * scale);
-  }
-}
-
-DeviceBuffer random_bf16(size_t count, uint64_t seed, const char* what, float scale = 1.f) {
-  DeviceBuffer b(count * sizeof(bf16), what);
-  fill_random_bf16<<<1024, 256>>>(b.as<bf16>(), count, seed, scale);
-  CUDA_CHECK_LAUNCH();
-  return b;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-template <typename F>
-double time_ms(int samples, int calls, F&& f) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<double> per_call;
-  for (int s = 0; s < samples; ++s) {
-    CUDA_CHECK(cudaEventRecord(start));
-    for (int c = 0; c < calls; ++c) f(c);
-    CUDA_CHECK(cudaEventRecord(stop));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    per_call.push_back(ms / calls);
-  }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  return median(per_call);
-}
+using bench::median;
+using bench::random_bf16;
+using bench::time_ms;
 
 // Median replay time (ms) of the graph `record` captures on `s`.
 double time_graph(cudaStream_t s, const std::function<void()>& record, int samples) {
