@@ -70,7 +70,7 @@ class ScratchCheckpoint {
   void set_element(const std::string& name, const std::string& tensor, size_t index, float value) const {
     std::string bytes = read(name);
     const auto* base = reinterpret_cast<const unsigned char*>(bytes.data());
-    const TensorInfo& t = parse_safetensors(name, base, bytes.size()).at(tensor);
+    const TensorInfo t = parse_safetensors(name, base, bytes.size()).at(tensor);  // a copy: the map is a temporary
     const size_t at = static_cast<size_t>(t.data - base) + index * dtype_size(t.dtype);
     if (t.dtype == DType::BF16 || t.dtype == DType::F16) {
       const uint16_t bits = t.dtype == DType::BF16 ? f32_to_bf16(value) : f32_to_f16(value);
