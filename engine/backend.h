@@ -33,6 +33,8 @@ struct BackendOptions {
   int max_sequences = 1;
   int max_batch_tokens = 0;  // tokens in one forward call (prefill chunk); 0 = max_context
   bool show_progress = true; // the weight-loading progress bar (drawn only when stderr is a terminal)
+  bool bucket_gemm_rows = true;  // CUDA: cuBLASLt products over gemm_rows(n) rows (engine/memory_plan.h), so
+                                 // that prompt lengths share plans; false = exact row counts (the soak's control)
   DecodeOptions decode;
 };
 

@@ -261,14 +261,19 @@ class CudaBackend final : public Backend {
     GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kBf16, out);
     a.x = x;
     if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
-    gemm_->matmul(x, w, out, rows, in_dim, out_dim, s);
+    gemm_->matmul(x, w, out, cublas_rows(rows), in_dim, out_dim, s);
   }
   void matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kF32, out);
     a.x = x;
     if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
-    gemm_->matmul(x, w, out, rows, in_dim, out_dim, s);
+    gemm_->matmul(x, w, out, cublas_rows(rows), in_dim, out_dim, s);
   }
+
+  // Rows the cuBLASLt product runs over: the step's rows padded to their bucket (engine/memory_plan.h).
+  // Every buffer passed to matmul() holds gemm_rows(its capacity) rows; the padding rows compute
+  // values nothing reads.
+  int cublas_rows(int rows) const { return options_.bucket_gemm_rows ? gemm_rows(rows) : rows; }
 
   bool use_gemv(int rows) const {
     return options_.decode.gemv && rows <= std::min(options_.decode.gemv_max_rows, kGemvMaxRows);
@@ -534,24 +539,27 @@ class CudaBackend final : public Backend {
   void allocate_workspace() {
     const Config& c = config_;
     const size_t T = max_tokens_, H = c.hidden_size, I = c.intermediate_size;
+    // Activations and logits hold gemm_rows() rows (TR, LR >= T, L): the bucketed cuBLASLt row count.
+    const size_t TR = gemm_rows(max_tokens_), LR = gemm_rows(max_logit_rows_);
     const size_t qkv_dim = c.q_dim() + 2 * c.kv_dim();
     const size_t meta = 4 * T + 2 * (max_seqs_ + 1) + size_t(max_seqs_) * kv_.max_blocks_per_seq();
-    const size_t bytes = align_up(T * H * 4) + align_up(T * H * 2) * 2 + align_up(T * qkv_dim * 2) +
-                         align_up(T * c.q_dim() * 2) + align_up(T * 2 * I * 2) + align_up(T * I * 2) +
-                         align_up(size_t(max_logit_rows_) * H * 2) +
-                         align_up(size_t(max_logit_rows_) * c.vocab_size * 4) + align_up(meta * 4) * 2 +
+    const size_t bytes = align_up(TR * H * 4) + align_up(TR * H * 2) * 2 + align_up(TR * qkv_dim * 2) +
+                         align_up(TR * c.q_dim() * 2) + align_up(TR * 2 * I * 2) + align_up(TR * I * 2) +
+                         align_up(LR * H * 2) + align_up(LR * c.vocab_size * 4) + align_up(meta * 4) * 2 +
                          align_up(c.head_dim / 2 * 4);
     workspace_ = DeviceBuffer(bytes, "activation workspace (use a smaller batch / --max-batch-tokens to fit)");
+    // Zeroed once: the padding rows of a bucketed product read rows no kernel has written yet.
+    CUDA_CHECK(cudaMemset(workspace_.get(), 0, bytes));
     Carver carve(workspace_.get());
-    residual_ = carve.take<float>(T * H);      // (T, hidden) fp32
-    normed_ = carve.take<bf16>(T * H);         // (T, hidden)
-    proj_ = carve.take<bf16>(T * H);           // (T, hidden)
-    qkv_ = carve.take<bf16>(T * qkv_dim);      // (T, q_dim + 2 kv_dim)
-    attn_ = carve.take<bf16>(T * c.q_dim());   // (T, q_dim)
-    gate_up_ = carve.take<bf16>(T * 2 * I);    // (T, 2 intermediate)
-    act_ = carve.take<bf16>(T * I);            // (T, intermediate)
-    selected_ = carve.take<bf16>(size_t(max_logit_rows_) * H);          // (L, hidden)
-    logits_ = carve.take<float>(size_t(max_logit_rows_) * c.vocab_size);  // (L, vocab) fp32
+    residual_ = carve.take<float>(TR * H);      // (TR, hidden) fp32
+    normed_ = carve.take<bf16>(TR * H);         // (TR, hidden)
+    proj_ = carve.take<bf16>(TR * H);           // (TR, hidden)
+    qkv_ = carve.take<bf16>(TR * qkv_dim);      // (TR, q_dim + 2 kv_dim)
+    attn_ = carve.take<bf16>(TR * c.q_dim());   // (TR, q_dim)
+    gate_up_ = carve.take<bf16>(TR * 2 * I);    // (TR, 2 intermediate)
+    act_ = carve.take<bf16>(TR * I);            // (TR, intermediate)
+    selected_ = carve.take<bf16>(LR * H);          // (LR, hidden)
+    logits_ = carve.take<float>(LR * c.vocab_size);  // (LR, vocab) fp32
     inv_freq_ = carve.take<float>(c.head_dim / 2);
     // Per-call metadata, uploaded in one copy: tokens, positions, slots, logit rows (T each),
     // cu_seqlens (S+1), seq_lens (S), block tables (S, max_blocks_per_seq).

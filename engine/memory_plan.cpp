@@ -43,6 +43,13 @@ size_t decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_sp
 
 }  // namespace
 
+int gemm_rows(int rows) {
+  if (rows <= 16) return rows;
+  int granularity = 16;
+  while (rows / 32 >= granularity) granularity *= 2;  // granularity = max(16, 2^(floor(log2 rows) - 4))
+  return (rows + granularity - 1) / granularity * granularity;
+}
+
 GpuMemoryPlan plan_gpu_memory(const Config& c, const BackendOptions& o, LmHeadStorage lm_head) {
   GpuMemoryPlan p;
   p.config = c;
@@ -77,11 +84,13 @@ GpuMemoryPlan plan_gpu_memory(const Config& c, const BackendOptions& o, LmHeadSt
   // allocate_workspace: activations for T tokens, logits rows, per-call metadata (uploaded twice over:
   // the carve takes align_up(meta * 4) * 2), inverse RoPE frequencies; then the sampling buffer, the
   // decode attention partials (tensor-core kernels only: head_dim 64 or 128) and the cuBLASLt workspace.
+  // Activation and logits buffers hold gemm_rows() rows: the bucketed cuBLASLt row count.
   const size_t T = p.max_batch_tokens, L = max_logit_rows;
+  const size_t TR = gemm_rows(p.max_batch_tokens), LR = gemm_rows(static_cast<int>(L));
   const size_t meta = 4 * T + 2 * (static_cast<size_t>(seqs) + 1) + static_cast<size_t>(seqs) * blocks_per_seq;
-  const size_t activations = align_up(T * hidden * 4) + align_up(T * hidden * 2) * 2 + align_up(T * qkv_rows * 2) +
-                             align_up(T * q_dim * 2) + align_up(T * 2 * inter * 2) + align_up(T * inter * 2) +
-                             align_up(L * hidden * 2) + align_up(L * vocab * 4) + align_up(meta * 4) * 2 +
+  const size_t activations = align_up(TR * hidden * 4) + align_up(TR * hidden * 2) * 2 + align_up(TR * qkv_rows * 2) +
+                             align_up(TR * q_dim * 2) + align_up(TR * 2 * inter * 2) + align_up(TR * inter * 2) +
+                             align_up(LR * hidden * 2) + align_up(LR * vocab * 4) + align_up(meta * 4) * 2 +
                              align_up(static_cast<size_t>(c.head_dim) / 2 * 4);
   const size_t sampling = align_up(L * sizeof(SamplingParams)) + align_up(L * sizeof(int32_t));
   const bool fast_attention = c.head_dim == 64 || c.head_dim == 128;

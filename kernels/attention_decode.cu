@@ -432,20 +432,18 @@ auto configured_decode_kernel() {
   return kernel;
 }
 
+// Resident decode CTAs per SM, asked once (attention_decode_plan runs on every decode step). Every GPU
+// a process uses is taken to be of one kind.
 template <int kHeadDim>
 int decode_ctas_per_sm() {
   using T = DecodeTraits<kHeadDim>;
-  int blocks = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim>(),
-                                                           T::kThreads, T::kSmemBytes));
-  return blocks > 0 ? blocks : 1;
-}
-
-bool device_supports_pdl() {
-  int device = 0, major = 0;
-  CUDA_CHECK(cudaGetDevice(&device));
-  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  return major >= 9;
+  static const int ctas = [] {
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim>(),
+                                                             T::kThreads, T::kSmemBytes));
+    return blocks > 0 ? blocks : 1;
+  }();
+  return ctas;
 }
 
 template <int kHeadDim>
@@ -454,17 +452,9 @@ void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64
   using T = DecodeTraits<kHeadDim>;
   auto kernel = configured_decode_kernel<kHeadDim>();
   {
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs);
-    config.blockDim = dim3(T::kThreads);
-    config.dynamicSmemBytes = T::kSmemBytes;
-    config.stream = stream;
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = &attribute;
-    config.numAttrs = pdl && device_supports_pdl() ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, params));
+    const LaunchConfig launch(dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs), dim3(T::kThreads),
+                              T::kSmemBytes, stream, pdl);
+    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
     CUDA_CHECK_LAUNCH();
   }
   if (params.num_splits > 1) {
@@ -478,17 +468,8 @@ void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64
     merge.num_splits = params.num_splits;
     // Programmatic dependent launch (sm_90+): the merge grid is set up while the split grid runs, which
     // hides most of a launch latency; griddepcontrol.wait in the merge keeps it correct.
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>((items + 3) / 4));
-    config.blockDim = dim3(128);
-    config.dynamicSmemBytes = 0;
-    config.stream = stream;
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = &attribute;
-    config.numAttrs = device_supports_pdl() ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&config, attention_merge_kernel<kHeadDim>, merge));
+    const LaunchConfig launch(dim3(static_cast<unsigned>((items + 3) / 4)), dim3(128), 0, stream, /*pdl=*/true);
+    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, attention_merge_kernel<kHeadDim>, merge));
     CUDA_CHECK_LAUNCH();
   }
 }
@@ -512,11 +493,7 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
   plan.max_q_per_seq = max_q_per_seq;
   plan.num_splits = 1;
   if (num_seqs <= 0) return plan;
-  if (num_sms <= 0) {
-    int device = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device));
-  }
+  if (num_sms <= 0) num_sms = current_device_limits().sms;
   const int ctas_per_sm =
       FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { return decode_ctas_per_sm<kHeadDim>(); });
   const int group = shape.q_heads / shape.kv_heads;

@@ -1,6 +1,8 @@
 #include "core/error.h"
 #include "kernels/cuda_utils.cuh"
 
+#include <mutex>
+
 namespace fc {
 
 void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
@@ -61,6 +63,33 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
     bytes_ = std::exchange(other.bytes_, 0);
   }
   return *this;
+}
+
+const DeviceLimits& current_device_limits() {
+  constexpr int kMaxDevices = 64;
+  static DeviceLimits infos[kMaxDevices];
+  static std::once_flag once[kMaxDevices];
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= kMaxDevices) fail("CUDA device {} is beyond the {} this build supports", device, kMaxDevices);
+  std::call_once(once[device], [device] {
+    DeviceLimits& d = infos[device];
+    CUDA_CHECK(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&d.cc_major, cudaDevAttrComputeCapabilityMajor, device));
+    d.pdl = d.cc_major >= 9;
+  });
+  return infos[device];
+}
+
+LaunchConfig::LaunchConfig(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl) {
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl && current_device_limits().pdl ? 1 : 0;
 }
 
 int cuda_device_count() {

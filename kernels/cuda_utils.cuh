@@ -89,4 +89,24 @@ class PinnedBuffer {
 // Number of CUDA devices, 0 when there is no driver or no GPU (never throws).
 int cuda_device_count();
 
+// What the launchers ask of the current device, queried once per device and cached: cheap enough to
+// call on every launch (the decode loop does, between graph replays).
+struct DeviceLimits {
+  int sms = 0;       // multiprocessors
+  int cc_major = 0;  // compute capability major
+  bool pdl = false;  // programmatic dependent launch (sm_90+)
+};
+const DeviceLimits& current_device_limits();
+
+// A launch configuration with programmatic stream serialization (PDL) when `pdl` and the device has it:
+// the kernel may start while the previous kernel on the stream drains, and must griddepcontrol.wait
+// before it reads that kernel's results. Keeps the attribute it points at.
+struct LaunchConfig {
+  cudaLaunchConfig_t config{};
+  cudaLaunchAttribute attribute{};
+  LaunchConfig(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl);
+  LaunchConfig(const LaunchConfig&) = delete;
+  LaunchConfig& operator=(const LaunchConfig&) = delete;
+};
+
 }  // namespace fc

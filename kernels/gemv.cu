@@ -323,24 +323,6 @@ size_t smem_bytes(const GemvArgs& a) {
   return a.input == GemvInput::kRmsNorm ? static_cast<size_t>(a.rows) * a.in_dim * 2 : 0;
 }
 
-struct DeviceLimits {
-  int sms = 0;
-  bool pdl = false;
-};
-
-const DeviceLimits& device_limits() {
-  static const DeviceLimits limits = [] {
-    DeviceLimits l;
-    int device = 0, major = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&l.sms, cudaDevAttrMultiProcessorCount, device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    l.pdl = major >= 9;
-    return l;
-  }();
-  return limits;
-}
-
 // Resident CTAs per SM of `kernel` at `smem` bytes; the caller keeps the cache (one per instantiation).
 template <typename Kernel>
 int resident_ctas(Kernel kernel, int smem, int* cached_smem, int* cached_blocks) {
@@ -370,23 +352,14 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
     // Every task costs the same, so the kernel lasts as long as the warp with the most tasks: take the
     // fewest rounds the resident warps allow, then the fewest warps that still need only that many
     // rounds (3072 tasks on 2112 warps: 1536 warps x 2, not 1056 x 2 + 1056 x 1 idling half the time).
-    const int max_warps = device_limits().sms * per_sm * kWarps;
+    const int max_warps = current_device_limits().sms * per_sm * kWarps;
     const int rounds = (p.tasks + max_warps - 1) / max_warps;
     const int warps = (p.tasks + rounds - 1) / rounds;
     grid = std::min(needed, (warps + kWarps - 1) / kWarps);
   }
   grid = std::max(grid, 1);
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = a.pdl && device_limits().pdl ? 1 : 0;
-  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, p));
+  const LaunchConfig launch(dim3(grid), dim3(kThreads), smem, stream, a.pdl);
+  CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, p));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -399,7 +372,7 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
 template <int M, GemvInput kIn, GemvOutput kOut>
 void launch_tuned(const GemvArgs& a, const GemvParams& p, GemvTuning t, cudaStream_t s) {
   if (t.rows_per_task == 0) {
-    const double warps = double(device_limits().sms) * t.ctas_per_sm * kWarps;
+    const double warps = double(current_device_limits().sms) * t.ctas_per_sm * kWarps;
     auto efficiency = [&](int r) {
       const double rounds = std::ceil(double(a.out_dim) / r) / warps;
       return rounds / std::ceil(rounds);

@@ -15,11 +15,14 @@
 // never exceeds it by more than --rss-slack-mb, and every KV block is back in the pool after each
 // sequence. The warm-up's first two sequences run from a one-token prompt to the full context, greedy
 // and sampled, so that every decode CUDA graph the backend caches for one sequence (one per attention
-// split count and sampler) exists before measuring: a bounded cache filling up is not a leak.
+// split count and sampler) exists before measuring: a bounded cache filling up is not a leak. Then
+// (unless --no-prefill-sweep) one prefill of every prompt length from --min-prompt to --max-prompt, so
+// that every cuBLASLt plan the backend keeps per row bucket (engine/memory_plan.h: gemm_rows) exists
+// too; its RSS cost is printed. --exact-gemm-rows turns the buckets off (one plan per prompt length).
 //
 //   fc_soak [--config llama-3.2-1b|llama-3.1-8b|8b|PATH | --model DIR] [--device cuda|cpu] [--sequences 40]
 //           [--tokens 64] [--warmup 5] [--max-context 1024] [--min-prompt 1] [--max-prompt 512] [--seed 1]
-//           [--rss-slack-mb 8]
+//           [--rss-slack-mb 8] [--no-prefill-sweep] [--exact-gemm-rows]
 // Last line: "soak: N tokens, GPU used after warm-up/at end X/Y MB, RSS after warm-up/at end X/Y MB: PASS"
 // (or FAIL, exit status 1; on the CPU "GPU used ..." is left out). The line before it also gives the RSS
 // trend after the warm-up (least-squares slope, KB per sequence). GPU used memory is device-wide: run it
@@ -56,6 +59,8 @@ struct SoakOptions {
   DeviceKind device = DeviceKind::Cuda;
   int sequences = 40, tokens = 64, warmup = 5, max_context = 1024, min_prompt = 1, max_prompt = 512;
   bool max_context_given = false, max_prompt_given = false;
+  bool prefill_sweep = true;     // the warm-up prefills every prompt length once
+  bool exact_gemm_rows = false;  // BackendOptions::bucket_gemm_rows off: the control for the plan cache
   uint64_t seed = 1;
   double rss_slack_mb = 8;
 };
@@ -160,6 +165,7 @@ int run_soak(SoakOptions o) {
   bo.max_context = o.max_context;
   bo.max_sequences = 1;
   bo.show_progress = false;
+  bo.bucket_gemm_rows = !o.exact_gemm_rows;
 
   std::unique_ptr<Backend> backend;
   if (cuda) {
@@ -200,6 +206,26 @@ int run_soak(SoakOptions o) {
   bool kv_leak = false;
   std::vector<double> rss_trend;  // KB after each sequence from the end of the warm-up on
   for (int s = 0; s < o.sequences; ++s) {
+    if (s == 2 && o.prefill_sweep) {
+      // Warm-up, part two: one prefill of every prompt length the measured sequences can draw, so that
+      // every per-shape cache (the CUDA backend's cuBLASLt plans, one set per row bucket) is filled
+      // before measuring. How much that takes is printed: it is what the plans and kernels cost.
+      const size_t rss_before = host_rss_bytes(), gpu_before = cuda ? gpu_used_bytes() : 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int len = o.min_prompt; len <= o.max_prompt; ++len) {
+        std::vector<int32_t> prompt(len);
+        for (auto& id : prompt) id = any_id(rng);
+        const int seq = kv.create_sequence();
+        tokens_total += generate(*backend, seq, prompt, params_for(Mode::Greedy, 1, 0), [](int32_t) { return true; })
+                            .generated_tokens;
+        kv.release_sequence(seq);
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      char gpu_text[64] = "";
+      if (cuda) std::snprintf(gpu_text, sizeof gpu_text, "GPU used %.1f -> %.1f MB, ", gpu_before / kMB, gpu_used_bytes() / kMB);
+      std::printf("prefill sweep: prompts of %d..%d tokens, one each, in %.1f s: %sRSS %.1f -> %.1f MB\n", o.min_prompt,
+                  o.max_prompt, seconds, gpu_text, rss_before / kMB, host_rss_bytes() / kMB);
+    }
     int prompt_len = any_length(rng);
     Mode mode = static_cast<Mode>(s % 4);
     int new_tokens = o.tokens;
@@ -289,6 +315,9 @@ int main(int argc, char** argv) {
   app.add_option("--min-prompt", o.min_prompt, "shortest random prompt, tokens (= --max-prompt: one prefill shape, "
                                                "so a per-shape cache such as the cuBLASLt plans stops growing)")
       ->check(CLI::PositiveNumber);
+  app.add_flag("!--no-prefill-sweep", o.prefill_sweep, "leave out the warm-up's prefill of every prompt length");
+  app.add_flag("--exact-gemm-rows", o.exact_gemm_rows, "cuBLASLt over each step's exact row count (no row buckets): "
+                                                       "the control run for the per-shape plan cache");
   app.add_option("--seed", o.seed, "weights, prompts and sampling");
   app.add_option("--rss-slack-mb", o.rss_slack_mb, "allowed host RSS growth after the warm-up, MB");
   try {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels/bench/bench_util.cuh"
@@ -62,8 +63,12 @@ struct Shape {
 }  // namespace
 }  // namespace fc
 
-int main() {
+int main(int argc, char** argv) {
   using namespace fc;
+  // fc_bench_gemv [SHAPE]: with a shape name (qkv, o_proj, gate_up, down, lm_head) only that shape at
+  // M = 1 with the default tuning (printed in the first GEMV column), and no part (b): a short run to
+  // profile (ncu -k regex:gemv_kernel).
+  const std::string only = argc > 1 ? argv[1] : "";
   if (cuda_device_count() == 0) {
     std::printf("SKIPPED: fc_bench_gemv needs an NVIDIA GPU\n");
     return 77;
@@ -94,6 +99,7 @@ int main() {
   std::printf("%-22s %2s | %9s | %9s %9s %9s %9s %9s  (%% of copy bandwidth; rR = rows per task, cC = CTAs per SM)\n",
               "shape", "M", "cuBLASLt", "r1 c1", "r2 c1", "r1 c2", "r2 c2", "r2 grid");
   for (const Shape& s : shapes) {
+    if (!only.empty() && std::string(s.name).rfind(only + " ", 0) != 0) continue;
     const size_t w_count = static_cast<size_t>(s.in_dim) * s.out_dim;
     const size_t w_bytes = w_count * 2;
     const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{1} << 30) + w_bytes - 1) / w_bytes));
@@ -102,6 +108,7 @@ int main() {
     DeviceBuffer x = random_bf16(static_cast<size_t>(8) * s.in_dim, 7, "x");
     DeviceBuffer out(static_cast<size_t>(8) * s.out_dim * 4, "out");
     for (int m : {1, 2, 4, 8}) {
+      if (!only.empty() && m > 1) break;
       const double bytes = double(w_bytes) + 2.0 * m * s.in_dim + (s.out == GemvOutput::kF32 ? 4.0 : 2.0) * m * s.out_dim;
       auto pct = [&](double ms) { return 100.0 * bytes / (ms * 1e-3) / 1e9 / copy_gbs; };
       auto cublas = [&](int c) {
@@ -114,12 +121,14 @@ int main() {
       };
       for (int c = 0; c < copies; ++c) cublas(c);
       const double t_cublas = time_ms(20, std::max(copies, 10), cublas);
-      double t[5];
-      for (int v = 0; v < 5; ++v) {
-        GemvTuning tuning;
-        tuning.rows_per_task = v % 2 == 0 ? 1 : 2;
-        tuning.ctas_per_sm = v < 2 ? 1 : 2;
-        tuning.persistent = v < 4;
+      double t[5] = {0, 0, 0, 0, 0};
+      for (int v = 0; v < (only.empty() ? 5 : 1); ++v) {
+        GemvTuning tuning;  // one shape only: the default tuning, what the backend launches
+        if (only.empty()) {
+          tuning.rows_per_task = v % 2 == 0 ? 1 : 2;
+          tuning.ctas_per_sm = v < 2 ? 1 : 2;
+          tuning.persistent = v < 4;
+        }
         auto call = [&](int c) {
           GemvArgs a;
           a.w = weights[c % copies].as<bf16>();
@@ -141,6 +150,7 @@ int main() {
     }
   }
 
+  if (!only.empty()) return 0;
   // (b) the weight part of one decode step, M = 1 and 2.
   const int layers = 32, hidden = 4096, inter = 14336, qkv = 6144, vocab = 128256;
   struct Layer {
