@@ -3,16 +3,17 @@
 # test, validate --device cuda on every fixture, the soak twice (row buckets on, and the exact-rows control
 # that shows what the buckets fix), then compute-sanitizer memcheck, racecheck and initcheck over the
 # whole GPU suite (less the [memory] test, whose 1 PiB allocation the sanitizer reports as an error by
-# design), the three at once. Each step under a hard timeout, its log in OUT_DIR; summary last.
-#   scripts/gpu_reliability.sh OUT_DIR [SANITIZE_SECONDS]
+# design), in parallel parts. Each step under a hard timeout, its log in OUT_DIR; summary last.
+#   scripts/gpu_reliability.sh OUT_DIR [SANITIZE_SECONDS (0: none)] [--sanitize-only]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?OUT_DIR}; sanitize_s=${2:-300}
+out=${1:?OUT_DIR}; sanitize_s=${2:-300}; only_sanitize=${3:-}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
 b=.gpubin
 summary=()
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader > "$out/gpu.txt"
+if [[ $only_sanitize != --sanitize-only ]]; then
 t0=$(date +%s)
 timeout -s KILL 240 $b/fc_gpu_tests > "$out/gpu_tests.log" 2>&1
 summary+=("gpu tests: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
@@ -26,19 +27,27 @@ timeout -s KILL 150 $b/fc_soak --config configs/llama-3.2-1b.json > "$out/soak.t
 summary+=("soak: rc=$? $(grep '^prefill sweep' "$out/soak.txt")" "      $(tail -1 "$out/soak.txt")")
 timeout -s KILL 150 $b/fc_soak --config configs/llama-3.2-1b.json --exact-gemm-rows > "$out/soak_exact_rows.txt" 2>&1
 summary+=("soak --exact-gemm-rows: rc=$? $(grep '^prefill sweep' "$out/soak_exact_rows.txt")" "      $(tail -1 "$out/soak_exact_rows.txt")")
-if command -v compute-sanitizer > /dev/null; then
+fi
+if ((sanitize_s > 0)) && command -v compute-sanitizer > /dev/null; then
+  # Each tool over the suite in four parts (by tag), all twelve runs at once: the GPU has room, and a
+  # tool on the whole suite in one process takes minutes.
+  groups=("[attention]" "[gemv]" "[gemm],[gather],[attention_generic]" "[elementwise],[sampling]")
   for tool in memcheck racecheck initcheck; do
-    ( t=$(date +%s)
-      timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool --error-exitcode 9 $b/fc_gpu_tests "~[memory]" \
-        > "$out/sanitize_$tool.log" 2>&1
-      echo "rc=$? $(( $(date +%s) - t )) s" > "$out/sanitize_$tool.rc" ) &
+    for g in "${!groups[@]}"; do
+      ( t=$(date +%s)
+        timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool --error-exitcode 9 $b/fc_gpu_tests "${groups[$g]}" \
+          > "$out/sanitize_${tool}_$g.log" 2>&1
+        echo "rc=$? $(( $(date +%s) - t )) s" > "$out/sanitize_${tool}_$g.rc" ) &
+    done
   done
   wait
   for tool in memcheck racecheck initcheck; do
-    summary+=("compute-sanitizer $tool: $(cat "$out/sanitize_$tool.rc") $(grep -E 'ERROR SUMMARY' "$out/sanitize_$tool.log" | tail -1) $(grep -E 'test cases|All tests passed' "$out/sanitize_$tool.log" | tail -1)")
+    for g in "${!groups[@]}"; do
+      summary+=("$tool ${groups[$g]}: $(cat "$out/sanitize_${tool}_$g.rc") $(grep -E 'ERROR SUMMARY' "$out/sanitize_${tool}_$g.log" | tail -1) $(grep -E 'test cases|All tests passed' "$out/sanitize_${tool}_$g.log" | tail -1)")
+    done
   done
 else
-  summary+=("compute-sanitizer: not on this machine")
+  summary+=("compute-sanitizer: not run")
 fi
 echo "================ summary ================"
 printf '%s\n' "${summary[@]}"
