@@ -25,6 +25,10 @@ const char* type_name(cudaDataType_t t) { return t == CUDA_R_32F ? "fp32" : "bf1
 }  // namespace
 
 Gemm::Gemm(size_t workspace_bytes) : workspace_(workspace_bytes, "cuBLASLt workspace") {
+  // Zeroed once: cuBLASLt's split-K reduction reads parts of the workspace it has not written
+  // (compute-sanitizer initcheck reported 4-byte reads in cublasLt::splitKreduce_kernel), so that they
+  // read zeros rather than whatever the allocation held.
+  if (workspace_.bytes() > 0) CUDA_CHECK(cudaMemset(workspace_.get(), 0, workspace_.bytes()));
   CUBLAS_CHECK(cublasLtCreate(&handle_));
 }
 

@@ -23,8 +23,7 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kMaxSmemBytes = 96 * 1024;  // the kRmsNorm x rows
-constexpr int kStages = 3;                 // kRing: steps per warp's shared-memory ring
+constexpr int kMaxSmemBytes = 96 * 1024;
 
 struct GemvParams {
   const bf16* w;
@@ -45,18 +44,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-}
-
-// 16 bytes global -> shared without passing through registers (cp.async, sm_80+), L2 only (.cg: the
-// weights are read once). `bytes` 0 zero-fills the destination and reads nothing.
-__device__ __forceinline__ void copy_async16(uint4* smem, const uint4* gmem, int bytes) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(gmem), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void copy_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ void griddep_wait() {
@@ -208,18 +195,11 @@ __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
   __syncthreads();
 }
 
-// Bytes of one warp's ring in shared memory (kRing): kStages steps of R rows x U chunks x 32 lanes.
-constexpr int ring_bytes_per_warp(int R, int U) { return kStages * R * U * 32 * 16; }
-constexpr int ring_bytes(int R, int U) { return kWarps * ring_bytes_per_warp(R, U); }
-
-template <int M, GemvInput kIn, GemvOutput kOut, int R, int U, bool kRing>
+template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant__ GemvParams p) {
   static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
   static_assert(kOut != GemvOutput::kRopeKV || R == 2, "a RoPE task is one rotate-half pair");
-  // Dynamic shared memory: kRing: the warps' rings (kWarps x kStages x R x U x 32 uint4); then kRmsNorm:
-  // the normalized x rows (M, in_dim) bf16.
-  extern __shared__ uint4 smem[];
-  uint4* smem_x = smem + (kRing ? ring_bytes(R, U) / 16 : 0);
+  extern __shared__ uint4 smem_x[];  // kRmsNorm: (M, in_dim) bf16
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int chunks = p.in_dim / 8;
   const int stride = gridDim.x * kWarps;
@@ -230,30 +210,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
   const int my_tasks = task0 < p.tasks ? (p.tasks - task0 + stride - 1) / stride : 0;
   const int steps = my_tasks * batches;
 
+  uint4 buf_a[R][U], buf_b[R][U];
   float acc[R][M];
-  // kRing: lane `lane` of this warp owns entry [slot][r][u][lane]; it alone writes (cp.async) and reads
-  // it, so no barrier is needed beyond its own cp.async.wait_group.
-  uint4* const ring = smem + warp * (ring_bytes_per_warp(R, U) / 16);
-  auto ring_at = [&](int slot, int r, int u) { return ring + ((slot * R + r) * U + u) * 32 + lane; };
-  auto issue = [&](int step) {  // kRing: the step's weights into slot step % kStages, one commit group
-    if (step < steps) {
-      const int t = task0 + (step / batches) * stride;
-      const int base = (step % batches) * 32 * U;
-      const int slot = step % kStages;
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        bool real;
-        const uint4* w =
-            reinterpret_cast<const uint4*>(p.w + static_cast<int64_t>(task_row<kOut, R>(p, t, r, &real)) * p.in_dim);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int c = base + lane + 32 * u;
-          copy_async16(ring_at(slot, r, u), c < chunks ? w + c : w, c < chunks ? 16 : 0);
-        }
-      }
-    }
-    copy_async_commit();  // an empty group past the end keeps the wait count uniform
-  };
   auto load = [&](uint4 (&wv)[R][U], int step) {
     const int t = task0 + (step / batches) * stride;
     const int base = (step % batches) * 32 * U;
@@ -305,8 +263,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
       }
     }
   };
-  // Multiplies one step's weights; weight(r, u) gives them (from registers, or with kRing the ring).
-  auto compute = [&](auto weight, int step) {
+  auto compute = [&](const uint4 (&wv)[R][U], int step) {
     const int batch = step % batches;
     const int base = batch * 32 * U;
     if (batch == 0) {
@@ -321,7 +278,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
       if (c < chunks) {
         float f[R][8];
 #pragma unroll
-        for (int r = 0; r < R; ++r) unpack8(weight(r, u), f[r]);
+        for (int r = 0; r < R; ++r) unpack8(wv[r][u], f[r]);
 #pragma unroll
         for (int m = 0; m < M; ++m) {
           uint4 xv;
@@ -344,36 +301,18 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
     }
   };
 
-  if constexpr (kRing) {
-    // kStages - 1 steps requested before waiting (weights never depend on the previous kernel); then
-    // each step first refills the slot the last step freed, so kStages steps are in flight while one
-    // waits, bounded by shared memory instead of registers.
-#pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) issue(i);
-    griddep_wait();
-    if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
-    griddep_launch_dependents();
-    for (int step = 0; step < steps; ++step) {
-      issue(step + kStages - 1);
-      copy_async_wait<kStages - 1>();  // this step's group has landed
-      const int slot = step % kStages;
-      compute([&](int r, int u) { return *ring_at(slot, r, u); }, step);
-    }
-  } else {
-    // Two steps in registers; the first two are requested before waiting.
-    uint4 buf_a[R][U], buf_b[R][U];
-    if (steps > 0) load(buf_a, 0);
-    if (steps > 1) load(buf_b, 1);
-    griddep_wait();
-    if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
-    griddep_launch_dependents();
-    for (int step = 0; step < steps; step += 2) {
-      compute([&](int r, int u) { return buf_a[r][u]; }, step);
-      if (step + 2 < steps) load(buf_a, step + 2);
-      if (step + 1 < steps) {
-        compute([&](int r, int u) { return buf_b[r][u]; }, step + 1);
-        if (step + 3 < steps) load(buf_b, step + 3);
-      }
+  // Weights never depend on the previous kernel: the first two steps are requested before waiting.
+  if (steps > 0) load(buf_a, 0);
+  if (steps > 1) load(buf_b, 1);
+  griddep_wait();
+  if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
+  griddep_launch_dependents();
+  for (int step = 0; step < steps; step += 2) {
+    compute(buf_a, step);
+    if (step + 2 < steps) load(buf_a, step + 2);
+    if (step + 1 < steps) {
+      compute(buf_b, step + 1);
+      if (step + 3 < steps) load(buf_b, step + 3);
     }
   }
 }
@@ -385,12 +324,11 @@ size_t smem_bytes(const GemvArgs& a) {
 }
 
 // Resident CTAs per SM of `kernel` at `smem` bytes; the caller keeps the cache (one per instantiation).
-// The attribute is set to the instantiation's largest need (max_smem), the same from every thread.
 template <typename Kernel>
-int resident_ctas(Kernel kernel, int smem, int max_smem, int* cached_smem, int* cached_blocks) {
+int resident_ctas(Kernel kernel, int smem, int* cached_smem, int* cached_blocks) {
   if (*cached_smem != smem) {
     if (smem > 48 * 1024) {
-      CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+      CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes));
     }
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(cached_blocks, kernel, kThreads, smem));
     *cached_smem = smem;
@@ -399,17 +337,16 @@ int resident_ctas(Kernel kernel, int smem, int max_smem, int* cached_smem, int* 
   return *cached_blocks;
 }
 
-template <int M, GemvInput kIn, GemvOutput kOut, int R, int U, bool kRing>
+template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t stream) {
-  auto kernel = gemv_kernel<M, kIn, kOut, R, U, kRing>;
-  const int ring = kRing ? ring_bytes(R, U) : 0;
-  const int smem = static_cast<int>(smem_bytes(a)) + ring;
+  auto kernel = gemv_kernel<M, kIn, kOut, R, U>;
+  const int smem = static_cast<int>(smem_bytes(a));
   p.tasks = kOut == GemvOutput::kSwiglu   ? (a.out_dim / 2 + R / 2 - 1) / (R / 2)
             : kOut == GemvOutput::kRopeKV ? a.out_dim / 2
                                           : (a.out_dim + R - 1) / R;
   const int needed = (p.tasks + kWarps - 1) / kWarps;
   static thread_local int cached_smem = -1, cached_blocks = 0;
-  const int per_sm = std::min(t.ctas_per_sm, resident_ctas(kernel, smem, kMaxSmemBytes + ring, &cached_smem, &cached_blocks));
+  const int per_sm = std::min(t.ctas_per_sm, resident_ctas(kernel, smem, &cached_smem, &cached_blocks));
   int grid = needed;
   if (t.persistent) {
     // Every task costs the same, so the kernel lasts as long as the warp with the most tasks: take the
@@ -426,6 +363,9 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
   CUDA_CHECK_LAUNCH();
 }
 
+// Rows per task: 1 (16 chunks of one row in flight per lane) or 2 (8 of each of two rows, each x chunk
+// read serving both). Whichever leaves less of the last wave idle: with every task the same size, a
+// GPU's worth of warps finishes a wave together, so tasks / warps = 1.45 costs as much as 2.
 // Rows per task: 1 (U = 8 chunks of one row per step) or 2 (4 of each of two rows, each x chunk read
 // serving both). Whichever leaves less of the last round of tasks idle: every task is the same size,
 // so tasks / warps = 1.45 costs as much as 2.
@@ -440,11 +380,9 @@ void launch_tuned(const GemvArgs& a, const GemvParams& p, GemvTuning t, cudaStre
     t.rows_per_task = kOut == GemvOutput::kSwiglu || efficiency(2) >= efficiency(1) - 0.02 ? 2 : 1;
   }
   if constexpr (kOut != GemvOutput::kSwiglu && kOut != GemvOutput::kRopeKV) {
-    if (t.rows_per_task == 1) {
-      return t.ring ? launch<M, kIn, kOut, 1, 8, true>(a, p, t, s) : launch<M, kIn, kOut, 1, 8, false>(a, p, t, s);
-    }
+    if (t.rows_per_task == 1) return launch<M, kIn, kOut, 1, 8>(a, p, t, s);
   }
-  t.ring ? launch<M, kIn, kOut, 2, 4, true>(a, p, t, s) : launch<M, kIn, kOut, 2, 4, false>(a, p, t, s);
+  launch<M, kIn, kOut, 2, 4>(a, p, t, s);
 }
 
 template <GemvInput kIn, GemvOutput kOut>

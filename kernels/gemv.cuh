@@ -64,8 +64,6 @@ struct GemvTuning {
   bool persistent = true;  // grid capped at ctas_per_sm per SM (tasks grid-strided) vs one CTA per 8 tasks
   int ctas_per_sm = 2;     // 2 fill the register file (measured best on an H200); 1 leaves room for the next
                            // kernel's CTAs to prefetch beside this one (PDL), which measured slower
-  bool ring = true;        // weights stream through a 3-step shared-memory ring per warp (cp.async), so 3
-                           // steps are in flight, not 2 in registers
 };
 
 // Whether gemv() takes these arguments (rows, alignment, in_dim % 8, the kRmsNorm row in shared memory).

@@ -29,13 +29,17 @@ timeout -s KILL 150 $b/fc_soak --config configs/llama-3.2-1b.json --exact-gemm-r
 summary+=("soak --exact-gemm-rows: rc=$? $(grep '^prefill sweep' "$out/soak_exact_rows.txt")" "      $(tail -1 "$out/soak_exact_rows.txt")")
 fi
 if ((sanitize_s > 0)) && command -v compute-sanitizer > /dev/null; then
-  # Each tool over the suite in four parts (by tag), all twelve runs at once: the GPU has room, and a
-  # tool on the whole suite in one process takes minutes.
-  groups=("[attention]" "[gemv]" "[gemm],[gather],[attention_generic]" "[elementwise],[sampling]")
+  # Each tool over the suite in parts (by tag), all runs at once: the GPU has room, and a tool on the
+  # whole suite in one process takes many minutes.
+  groups=("[attention]" "[gemv][quick]" "[gemv]~[quick]" "[gemm],[gather],[attention_generic]" "[elementwise]"
+          "[sampling]~[timing]" "[sampling][timing]")
+  # racecheck skips cuBLASLt's own nvjet_* kernels: it reports shared-memory hazards inside those closed
+  # kernels (seen 2026-12-01, CUDA 13.0), which are not ours to fix or check; all of our kernels are checked.
   for tool in memcheck racecheck initcheck; do
     for g in "${!groups[@]}"; do
       ( t=$(date +%s)
-        timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool --error-exitcode 9 $b/fc_gpu_tests "${groups[$g]}" \
+        exclude=(); [[ $tool == racecheck ]] && exclude=(--kernel-name-exclude kns=nvjet)
+        timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool "${exclude[@]}" --error-exitcode 9 $b/fc_gpu_tests "${groups[$g]}" \
           > "$out/sanitize_${tool}_$g.log" 2>&1
         echo "rc=$? $(( $(date +%s) - t )) s" > "$out/sanitize_${tool}_$g.rc" ) &
     done
@@ -49,5 +53,6 @@ if ((sanitize_s > 0)) && command -v compute-sanitizer > /dev/null; then
 else
   summary+=("compute-sanitizer: not run")
 fi
+(cd "$out" && tar czf ../sanitize_logs.tgz sanitize_* 2>/dev/null && rm -f sanitize_*)
 echo "================ summary ================"
 printf '%s\n' "${summary[@]}"

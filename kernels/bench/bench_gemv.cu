@@ -1,7 +1,6 @@
 // fc_bench_gemv: fc::gemv (kernels/gemv.cuh) against cuBLASLt (fc::Gemm) at the LLaMA 3.1 8B decode
 // shapes, in GB/s of bytes moved and % of the copy bandwidth measured in the same run:
-//   (a) per shape and M = 1, 2, 4, 8: cuBLASLt, and gemv with 1 or 2 rows per task, weights through the
-//       shared-memory ring or registers, persistent grid or not;
+//   (a) per shape and M = 1, 2, 4, 8: cuBLASLt, and gemv with 1 or 2 rows per task, persistent grid or not;
 //   (b) the weight part of one decode step (32 x [qkv, o, gate_up, down] + lm_head over 15 GB of distinct
 //       weights, no attention) captured as one CUDA graph: cuBLASLt + separate norm/SwiGLU/add kernels,
 //       gemv unfused, gemv fused, each with and without PDL, against the floor (bytes / copy rate).
@@ -97,8 +96,8 @@ int main(int argc, char** argv) {
                           {"down   14336->4096", 14336, 4096, GemvOutput::kBf16},
                           {"lm_head 4096->128256", 4096, 128256, GemvOutput::kF32}};
   Gemm gemm;
-  std::printf("%-22s %2s | %9s | %9s %9s %9s %9s %9s  (%% of copy bandwidth; rR = rows per task; ring: shared-memory ring, regs: registers; 2 CTAs/SM)\n",
-              "shape", "M", "cuBLASLt", "r1 ring", "r2 ring", "r1 regs", "r2 regs", "r2 grid");
+  std::printf("%-22s %2s | %9s | %9s %9s %9s %9s %9s  (%% of copy bandwidth; rR = rows per task, cC = CTAs per SM)\n",
+              "shape", "M", "cuBLASLt", "r1 c1", "r2 c1", "r1 c2", "r2 c2", "r2 grid");
   for (const Shape& s : shapes) {
     if (!only.empty() && std::string(s.name).rfind(only + " ", 0) != 0) continue;
     const size_t w_count = static_cast<size_t>(s.in_dim) * s.out_dim;
@@ -125,9 +124,9 @@ int main(int argc, char** argv) {
       double t[5] = {0, 0, 0, 0, 0};
       for (int v = 0; v < (only.empty() ? 5 : 1); ++v) {
         GemvTuning tuning;  // one shape only: the default tuning, what the backend launches
-        if (only.empty()) {  // r1 ring, r2 ring, r1 registers, r2 registers, r2 ring one CTA per 8 tasks
+        if (only.empty()) {
           tuning.rows_per_task = v % 2 == 0 ? 1 : 2;
-          tuning.ring = v < 2 || v == 4;
+          tuning.ctas_per_sm = v < 2 ? 1 : 2;
           tuning.persistent = v < 4;
         }
         auto call = [&](int c) {
@@ -231,11 +230,10 @@ int main(int argc, char** argv) {
         mm(normed, lm_head, hidden, vocab, logits.get(), true);
       };
     };
-    auto fused = [&](bool pdl, int ctas, bool ring) {
-      return [&, pdl, ctas, ring] {
+    auto fused = [&](bool pdl, int ctas) {
+      return [&, pdl, ctas] {
         GemvTuning t;
         t.ctas_per_sm = ctas;
-        t.ring = ring;
         for (int l = 0; l < layers; ++l) {
           gemv(norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), pdl), t, s);
           gemv(bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, pdl), t, s);
@@ -251,10 +249,9 @@ int main(int argc, char** argv) {
     } variants[] = {{"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
                     {"gemv unfused, no PDL", unfused(true, false)},
                     {"gemv unfused, PDL", unfused(true, true)},
-                    {"gemv fused, no PDL", fused(false, 2, true)},
-                    {"gemv fused, PDL, registers", fused(true, 2, false)},
-                    {"gemv fused, PDL, 1 CTA/SM", fused(true, 1, true)},
-                    {"gemv fused, PDL (the backend's)", fused(true, 2, true)}};
+                    {"gemv fused, no PDL", fused(false, 1)},
+                    {"gemv fused, PDL", fused(true, 1)},
+                    {"gemv fused, PDL, 2 CTAs/SM", fused(true, 2)}};
     for (const auto& v : variants) {
       CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
       const double ms = time_graph(s, v.record, 15);

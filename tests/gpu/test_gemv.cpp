@@ -56,7 +56,7 @@ struct Stats {
 
 void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, c.tuning.rows_per_task,
-          c.tuning.persistent, c.tuning.ring);
+          c.tuning.persistent);
   const size_t K = c.in_dim, N = c.out_dim, M = c.rows;
   const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
   GuardedBuffer d_w(N * K * 2);
@@ -160,22 +160,13 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
       run_case({1, 8, out == GemvOutput::kSwiglu ? 2 : 1, in, out, false}, rng, stats);  // smallest shape
       run_case({3, 2056, 518, in, out, true}, rng, stats);  // 257 chunks: 8 warp-unrolled batches + 1
       if (out != GemvOutput::kSwiglu) run_case({5, 72, 17, in, out, false}, rng, stats);  // odd rows per task
-      // Every launch shape: 1 and 2 rows per task, persistent (grid-strided) and one-CTA-per-8-tasks grids,
-      // weights through the shared-memory ring and through registers.
+      // Every launch shape: 1 and 2 rows per task, persistent (grid-strided) and one-CTA-per-8-tasks grids.
       for (int r : {1, 2}) {
         if (r == 1 && out == GemvOutput::kSwiglu) continue;
         for (bool persistent : {true, false}) {
-          for (bool ring : {true, false}) {
-            run_case({r + 1, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, {r, persistent, 2, ring}},
-                     rng, stats);
-          }
+          run_case({r + 1, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, {r, persistent}}, rng, stats);
         }
       }
-      // The register path at the small shapes too (the ring is the default above).
-      GemvTuning registers;
-      registers.ring = false;
-      run_case({1, 264, 38, in, out, false, registers}, rng, stats);
-      run_case({3, 2056, 518, in, out, true, registers}, rng, stats);
     }
   }
 }
@@ -187,14 +178,10 @@ TEST_CASE("gemv at the LLaMA 3.1 8B decode shapes", "[gpu][gemv]") {
   std::mt19937 rng(seed);
   Stats stats;
   for (int rows : {1, 8}) {
-    for (bool ring : {true, false}) {
-      GemvTuning t;
-      t.ring = ring;
-      run_case({rows, 4096, 6144, GemvInput::kRmsNorm, GemvOutput::kBf16, true, t}, rng, stats);    // qkv
-      run_case({rows, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t}, rng, stats);     // o_proj
-      run_case({rows, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true, t}, rng, stats); // gate_up
-      run_case({rows, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t}, rng, stats);    // down
-    }
+    run_case({rows, 4096, 6144, GemvInput::kRmsNorm, GemvOutput::kBf16, true}, rng, stats);    // qkv
+    run_case({rows, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);     // o_proj
+    run_case({rows, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true}, rng, stats); // gate_up
+    run_case({rows, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);    // down
   }
   run_case({1, 4096, 32003, GemvInput::kRmsNorm, GemvOutput::kF32, true}, rng, stats);  // lm_head-like, odd N
 }
@@ -251,9 +238,7 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
 // kRopeKV against matmul_ref -> bf16 -> rope_ref -> bf16 -> kv_append_ref: the QKV row and both pools
 // (every element: unwritten slots must keep their random contents). One token has slot -1 (appends
 // nothing). GQA 4 q heads / 2 kv heads, head_dim 64 and 128, positions up to 100000 (llama3-scale angles).
-void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& rng, Stats& stats,
-                   GemvTuning tuning = {}) {
-  CAPTURE(tuning.ring);
+void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& rng, Stats& stats) {
   CAPTURE(rows, in_dim, head_dim, pdl);
   const int q_heads = 4, kv_heads = 2, block_size = 16, num_blocks = 5;
   const int out_dim = (q_heads + 2 * kv_heads) * head_dim, q_dim = q_heads * head_dim, kv_dim = kv_heads * head_dim;
@@ -314,7 +299,7 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
             d_k.as<bf16>(), d_v.as<bf16>(), layout};
   a.pdl = pdl;
   REQUIRE(gemv_supported(a));
-  gemv(a, tuning, nullptr);
+  gemv(a, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   auto download_bf16 = [](const GuardedBuffer& b, size_t count) {
     std::vector<uint16_t> bits(count);
@@ -351,9 +336,6 @@ TEST_CASE("gemv kRopeKV: projection, RoPE and paged K/V append in one kernel", "
   Stats stats;
   run_rope_case(1, 264, 64, true, rng, stats);
   run_rope_case(3, 1032, 128, false, rng, stats);
-  GemvTuning registers;
-  registers.ring = false;
-  run_rope_case(3, 1032, 128, true, rng, stats, registers);
   run_rope_case(8, 4096, 128, true, rng, stats);
 }
 
