@@ -39,6 +39,7 @@ struct BenchOptions {
   int gen_len = 128, warmup = 1, iters = 3, block_size = 16;
   uint64_t seed = 1;
   bool ablate = false;
+  bool exact_gemm_rows = false;  // --exact-gemm-rows: BackendOptions::bucket_gemm_rows off
   DecodeOptions decode;  // --no-graph / --no-gemv / --no-fuse / --no-pdl
 };
 
@@ -268,6 +269,7 @@ int run_bench(const BenchOptions& o) {
   bo.max_batch_tokens = std::max(chunk, max_batch);
   bo.show_progress = !quiet;
   bo.decode = o.decode;
+  bo.bucket_gemm_rows = !o.exact_gemm_rows;
   const auto t_load = Clock::now();
   std::unique_ptr<Backend> backend = ckpt ? make_backend(device, *ckpt, bo)
                                           : make_synthetic_cuda_backend(config, o.seed, bo);
@@ -281,7 +283,8 @@ int run_bench(const BenchOptions& o) {
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}}}};
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}}},
+                     {"bucket_gemm_rows", !o.exact_gemm_rows}};
 
   std::mt19937_64 rng(o.seed);
   if (!quiet && cuda) std::printf("%s, copy bandwidth %.0f GB/s (read + write)\n", out["device"].get<std::string>().c_str(), copy_gbs);
@@ -382,6 +385,8 @@ Runner add_bench_command(CLI::App& app) {
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");
+  app.add_flag("--exact-gemm-rows", o->exact_gemm_rows,
+               "cuBLASLt over each prefill's exact row count, not its bucket (engine/memory_plan.h: gemm_rows)");
   return [o]() { return run_bench(*o); };
 }
 

@@ -31,22 +31,27 @@ fi
 if ((sanitize_s > 0)) && command -v compute-sanitizer > /dev/null; then
   # Each tool over the suite in parts (by tag), all runs at once: the GPU has room, and a tool on the
   # whole suite in one process takes many minutes.
-  groups=("[attention]" "[gemv][quick]" "[gemv]~[quick]" "[gemm],[gather],[attention_generic]" "[elementwise]"
-          "[sampling]~[timing]" "[sampling][timing]")
-  # racecheck skips cuBLASLt's own nvjet_* kernels: it reports shared-memory hazards inside those closed
-  # kernels (seen 2026-12-01, CUDA 13.0), which are not ours to fix or check; all of our kernels are checked.
-  for tool in memcheck racecheck initcheck; do
+  groups=("[attention]" "[gemv][quick]" "[gemv]~[quick]" "[gather],[attention_generic]" "[elementwise]"
+          "[sampling]~[timing]" "[sampling][timing]" "[gemm]")
+  # racecheck leaves out [gemm]: those tests run only cuBLASLt's kernels, in which racecheck reports
+  # shared-memory hazards (nvjet_sm90_*, seen 2026-12-01, CUDA 13.0) that are not ours to fix or check,
+  # and excluding those kernels by name (--kernel-name-exclude) made the sanitizer itself fail.
+  # SANITIZE_GROUPS="[a];[b]" and SANITIZE_TOOLS="racecheck initcheck" narrow a rerun.
+  [[ -n ${SANITIZE_GROUPS:-} ]] && IFS=';' read -ra groups <<< "$SANITIZE_GROUPS"
+  tools=${SANITIZE_TOOLS:-memcheck racecheck initcheck}
+  for tool in $tools; do
     for g in "${!groups[@]}"; do
+      [[ $tool == racecheck && ${groups[$g]} == "[gemm]" ]] && continue
       ( t=$(date +%s)
-        exclude=(); [[ $tool == racecheck ]] && exclude=(--kernel-name-exclude kns=nvjet)
-        timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool "${exclude[@]}" --error-exitcode 9 $b/fc_gpu_tests "${groups[$g]}" \
+        timeout -s KILL "$sanitize_s" compute-sanitizer --tool $tool --error-exitcode 9 $b/fc_gpu_tests "${groups[$g]}" \
           > "$out/sanitize_${tool}_$g.log" 2>&1
         echo "rc=$? $(( $(date +%s) - t )) s" > "$out/sanitize_${tool}_$g.rc" ) &
     done
   done
   wait
-  for tool in memcheck racecheck initcheck; do
+  for tool in $tools; do
     for g in "${!groups[@]}"; do
+      [[ -f $out/sanitize_${tool}_$g.rc ]] || continue
       summary+=("$tool ${groups[$g]}: $(cat "$out/sanitize_${tool}_$g.rc") $(grep -E 'ERROR SUMMARY' "$out/sanitize_${tool}_$g.log" | tail -1) $(grep -E 'test cases|All tests passed' "$out/sanitize_${tool}_$g.log" | tail -1)")
     done
   done

@@ -138,7 +138,9 @@ void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   stats.max_nmse = std::max(stats.max_nmse, r.nmse);
   INFO(r.summary);
   CHECK(r.ok);
-  CHECK(r.nmse < 1e-5);
+  // bf16 outputs: rounding alone gives each element a relative error up to 2^-8, so NMSE up to 2^-16
+  // (1.5e-5) when only a few elements are compared (seen: one SwiGLU element, NMSE 1.42e-5).
+  CHECK(r.nmse < (f32_out ? 1e-5 : 2e-5));
   CHECK(d_out.sentinel_intact());
 }
 
@@ -321,7 +323,7 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
     stats.max_nmse = std::max(stats.max_nmse, r.nmse);
     INFO(what << ": " << r.summary);
     CHECK(r.ok);
-    CHECK(r.nmse < 1e-5);
+    CHECK(r.nmse < 2e-5);  // bf16 out: see run_case
   }
   CHECK(d_out.sentinel_intact());
   CHECK(d_k.sentinel_intact());
