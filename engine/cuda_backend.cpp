@@ -401,6 +401,7 @@ class CudaBackend final : public Backend {
     const Config& c = config_;
     cudaStream_t s = stream_.get();
     const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
+    const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
@@ -582,8 +583,6 @@ class CudaBackend final : public Backend {
     if (fast_attention_) {
       const size_t ws = attention_decode_workspace_bytes(max_seqs_, c.num_heads, c.head_dim, kMaxDecodeSplits);
       decode_ws_ = DeviceBuffer(ws, "decode attention workspace");
-      // Zeroed once: attention_decode's per-tile merge counters start at 0 (each launch leaves them so).
-      if (ws > 0) CUDA_CHECK(cudaMemset(decode_ws_.get(), 0, ws));
     }
     gemm_ = std::make_unique<Gemm>();
   }

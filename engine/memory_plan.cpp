@@ -33,13 +33,12 @@ constexpr size_t kRuntimeReserveBytes = size_t{256} << 20;
 
 double gb(size_t bytes) { return static_cast<double>(bytes) / 1e9; }
 
-// attention_decode_workspace_bytes (kernels/attention_decode.cu): the merge counters (kDecodeCounterBytes),
-// then per query row, head and split an fp32 partial output (head_dim) and its log-sum-exp. Re-stated
-// here because that header needs CUDA.
+// attention_decode_workspace_bytes (kernels/attention_decode.cu): per query row, head and split, an fp32
+// partial output (head_dim) and its log-sum-exp. Re-stated here because that header needs CUDA.
 size_t decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits) {
   if (num_splits <= 1 || total_q <= 0) return 0;
   const size_t items = static_cast<size_t>(total_q) * q_heads * num_splits;
-  return 16384 + items * head_dim * sizeof(float) + items * sizeof(float);
+  return items * head_dim * sizeof(float) + items * sizeof(float);
 }
 
 }  // namespace

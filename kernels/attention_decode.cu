@@ -19,9 +19,6 @@
 // computed on the device from seq_lens (graph-friendly). Each writes its normalized output (fp32) and
 // log2-sum-exp2 per row; empty splits write lse = -inf and nothing else, and the merge gives -inf
 // partials weight 0 through a select (never a multiply), so their uninitialized outputs cannot leak NaN.
-// The merge runs in the last split CTA of each tile to finish (merge_tile_if_last: a counter per tile
-// in the workspace, __threadfence before counting in, partials read back through L2), or, past 4096
-// tiles, in attention_merge_kernel, a second launch.
 #include <algorithm>
 #include <cfloat>
 
@@ -40,9 +37,6 @@ struct DecodeParams {
   bf16* out;
   float* partial_o;    // (total_q * q_heads, num_splits, head_dim), only when num_splits > 1
   float* partial_lse;  // (total_q * q_heads, num_splits), log2 domain
-  int* tile_counters;  // with num_splits > 1: (num_seqs, kv_heads, row_tiles) counters, zero between launches:
-                       // the last split CTA of a tile to finish merges the tile's partials and puts its
-                       // counter back to 0. Null: attention_merge_kernel merges
   const int32_t* cu_seqlens_q;
   const int32_t* seq_lens;
   const int32_t* block_tables;
@@ -89,63 +83,6 @@ struct DecodeTraits {
   static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM");
 };
 
-// The merge folded into the split kernel: every split CTA of a (sequence, kv head, row tile) tile counts
-// itself in once its partials are out; the last one to arrive merges the tile's rows exactly as
-// attention_merge_kernel does (same order, same formula) and resets the counter for the next launch.
-// One launch a layer fewer than a separate merge kernel.
-template <class T>
-__device__ __forceinline__ void merge_tile_if_last(const DecodeParams& p, int q_begin, int row0, int rows_valid,
-                                                   int kv_head, int seq) {
-  constexpr int D = T::kHeadDim;
-  __shared__ int s_last;
-  __threadfence();  // this thread's partials are visible device-wide before the CTA is counted in
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* const counter = p.tile_counters + static_cast<int64_t>(seq) * gridDim.y + blockIdx.y;
-    const bool last = atomicAdd(counter, 1) == p.num_splits - 1;
-    if (last) *counter = 0;  // every split has arrived; nothing else touches it in this launch
-    s_last = last;
-  }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  const int r = threadIdx.x / 8, part = threadIdx.x % 8;  // 8 threads per row, float4 columns part*4 + 32 i
-  if (r >= rows_valid) return;
-  const int qi = (row0 + r) / p.group;
-  const int head = kv_head * p.group + (row0 + r - qi * p.group);
-  const int64_t item = static_cast<int64_t>(q_begin + qi) * p.q_heads + head;
-  // Other CTAs' partials: read from L2 (__ldcg), never from this SM's L1.
-  const float* const lse = p.partial_lse + item * p.num_splits;
-  float m_all = -INFINITY;
-  for (int k = 0; k < p.num_splits; ++k) m_all = fmaxf(m_all, __ldcg(lse + k));
-  float acc[D / 32][4] = {};
-  float l_all = 0.f;
-  if (m_all != -INFINITY) {
-    for (int k = 0; k < p.num_splits; ++k) {
-      const float l = __ldcg(lse + k);
-      const bool live = l != -INFINITY;  // empty splits: weight 0 by a select, their outputs never read
-      const float w = live ? exp2_approx(l - m_all) : 0.f;
-      l_all += w;
-      const float* const src = p.partial_o + (item * p.num_splits + k) * D + part * 4;
-#pragma unroll
-      for (int i = 0; i < D / 32; ++i) {
-        const float4 x = __ldcg(reinterpret_cast<const float4*>(src + 32 * i));
-        acc[i][0] += live ? w * x.x : 0.f;
-        acc[i][1] += live ? w * x.y : 0.f;
-        acc[i][2] += live ? w * x.z : 0.f;
-        acc[i][3] += live ? w * x.w : 0.f;
-      }
-    }
-  }
-  const float inv = l_all > 0.f ? 1.f / l_all : 0.f;
-  bf16* const dst = p.out + static_cast<int64_t>(q_begin + qi) * p.out_row_stride + head * D + part * 4;
-#pragma unroll
-  for (int i = 0; i < D / 32; ++i) {
-    *reinterpret_cast<uint2*>(dst + 32 * i) =
-        make_uint2(pack_bf16x2(acc[i][0] * inv, acc[i][1] * inv), pack_bf16x2(acc[i][2] * inv, acc[i][3] * inv));
-  }
-}
-
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const __grid_constant__ DecodeParams p) {
   constexpr int D = T::kHeadDim;
@@ -163,9 +100,9 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
   // merge kernel (launched with programmatic stream serialization) be scheduled as soon as every CTA of
   // this grid runs; it waits for this grid's completion before reading any partial.
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  // Only a merge kernel is let in early: otherwise the next kernel is the o_proj GEMV, whose CTAs fill
-  // the SMs while they wait (measured 0.29 ms/token slower at batch 1 on an H200).
-  if (p.num_splits > 1 && p.tile_counters == nullptr) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  // Only the merge is let in early: with one split the next kernel is the o_proj GEMV, whose CTAs
+  // fill the SMs while they wait (measured 0.29 ms/token slower at batch 1 on an H200).
+  if (p.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int seq = blockIdx.z, split = blockIdx.x;
@@ -198,228 +135,224 @@ __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const 
       row_item(tid, &qi, &head);
       p.partial_lse[(static_cast<int64_t>(q_begin + qi) * p.q_heads + head) * p.num_splits + split] = -INFINITY;
     }
-  } else {
+    return;
+  }
 
-    // ---- Q tile (group heads x queries) -> shared, zero rows past the end ----
-    const uint32_t q_base = smem_addr(smem_q);
+  // ---- Q tile (group heads x queries) -> shared, zero rows past the end ----
+  const uint32_t q_base = smem_addr(smem_q);
 #pragma unroll
-    for (int i = 0; i < T::kRows * T::kChunks / T::kThreads; ++i) {
-      const int idx = tid + i * T::kThreads;
-      const int r = idx / T::kChunks, c = idx % T::kChunks;
-      const bool valid = r < rows_valid;
-      const bf16* src = p.q;
-      if (valid) {
-        int qi, head;
-        row_item(r, &qi, &head);
-        src = p.q + static_cast<int64_t>(q_begin + qi) * p.q_row_stride + head * D + c * 8;
-      }
-      cp_async_16(q_base + Tile::offset(r, c), src, valid);
-    }
-    cp_async_commit();
-
-    // ---- this warp's K/V ring ----
-    const int32_t* const block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
-    const int64_t head_offset = static_cast<int64_t>(kv_head) * p.kv_head_stride;
-    const int warp_key0 = kv_begin + warp * T::kWarpKeys;
-    const int n_sub = warp_key0 < kv_end ? (kv_end - warp_key0 + T::kStepKeys - 1) / T::kStepKeys : 0;
-    uint8_t* const warp_ring = smem_ring + warp * T::kStages * T::kWarpStageBytes;
-    const int my_key = lane % T::kWarpKeys;  // the key whose pool offset this lane looks up
-
-    // Copies: each warp instruction moves kKeysPerCopy whole key rows (lane -> chunk lane % kChunks of
-    // key lane / kChunks), i.e. full 128-byte lines, the granularity L2 and HBM serve best. Lane k < 16
-    // looks up key k's pool offset (lanes 16-31 duplicate it) and the copying lanes fetch it by shuffle.
-    auto block_of = [&](int sub) -> int {
-      const int key = warp_key0 + sub * T::kStepKeys + my_key;
-      return (sub < n_sub && key < kv_end) ? __ldg(block_table + key / p.block_size) : 0;
-    };
-    auto issue = [&](int sub, int stage, int block) {
-      const int key = warp_key0 + sub * T::kStepKeys + my_key;
-      const int64_t my_off = key < kv_end ? static_cast<int64_t>(block) * p.kv_block_stride + head_offset +
-                                                static_cast<int64_t>(key - (key / p.block_size) * p.block_size) * D
-                                          : -1;
-      const uint32_t k_base = smem_addr(warp_ring + stage * T::kWarpStageBytes);
-      const uint32_t v_base = k_base + T::kWarpTileBytes;
-      const int c = lane % T::kChunks;
-#pragma unroll
-      for (int i = 0; i < T::kWarpKeys / T::kKeysPerCopy; ++i) {
-        const int row = i * T::kKeysPerCopy + lane / T::kChunks;
-        const int64_t off = __shfl_sync(0xffffffffu, my_off, row);
-        const bool valid = off >= 0;
-        const int64_t src = valid ? off + c * 8 : 0;
-        cp_async_16(k_base + Tile::offset(row, c), p.k_pool + src, valid);
-        cp_async_16(v_base + Tile::offset(row, c), p.v_pool + src, valid);
-      }
-    };
-
-#pragma unroll
-    for (int s = 0; s < T::kStages - 1; ++s) {
-      if (s < n_sub) issue(s, s, block_of(s));
-      cp_async_commit();
-    }
-    int next_block = block_of(T::kStages - 1);
-
-    // Q fragments stay in registers for the whole key range.
-    cp_async_wait<T::kStages - 1>();  // the Q group (committed first) has landed
-    __syncthreads();
-    uint32_t qa[T::kKSteps][4];
-#pragma unroll
-    for (int kk = 0; kk < T::kKSteps; ++kk) {
-      ldmatrix_x4((q_base + Tile::lane_offset(lane % 16, lane / 16)) ^ Tile::step_xor(kk), qa[kk][0], qa[kk][1],
-                  qa[kk][2], qa[kk][3]);
-    }
-    int qpos[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) qpos[h] = prefix + (row0 + min(lane / 4 + 8 * h, rows_valid - 1)) / group;
-
-    float o[T::kDTiles][4];
-#pragma unroll
-    for (int dt = 0; dt < T::kDTiles; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-    const float scale_log2 = p.scale_log2;
-
-    int stage = 0;
-    for (int sub = 0; sub < n_sub; ++sub) {
-      cp_async_wait<T::kStages - 2>();
-      __syncwarp();  // all lanes' copies of `sub` visible; all lanes done reading the stage refilled next
-      const int ahead = sub + T::kStages - 1;
-      const int ahead_stage = stage == 0 ? T::kStages - 1 : stage - 1;
-      if (ahead < n_sub) issue(ahead, ahead_stage, next_block);
-      cp_async_commit();
-      next_block = block_of(ahead + 1);
-
-      const int key0 = warp_key0 + sub * T::kStepKeys;
-      // ldmatrix lane addresses (SwizzledTile::lane_offset): K rows lane%8 + 8*(lane/16), chunk bit
-      // (lane/8)%2; V rows lane%8 + 8*((lane/8)%2), chunk bit lane/16.
-      const uint32_t k_lane =
-          smem_addr(warp_ring + stage * T::kWarpStageBytes) + Tile::lane_offset(lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-      const uint32_t v_lane = smem_addr(warp_ring + stage * T::kWarpStageBytes + T::kWarpTileBytes) +
-                              Tile::lane_offset(lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
-
-      float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-      for (int kk = 0; kk < T::kKSteps; ++kk) {
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4(k_lane ^ Tile::step_xor(kk), b0, b1, b2, b3);
-        mma_bf16_16816(s[0], qa[kk], b0, b1);
-        mma_bf16_16816(s[1], qa[kk], b2, b3);
-      }
-      if (key0 + T::kWarpKeys > kv_end || key0 + T::kWarpKeys - 1 > min_qpos) {
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = key0 + nt * 8 + 2 * (lane % 4) + (e & 1);
-            if (key >= kv_end || key > qpos[e >> 1]) s[nt][e] = -INFINITY;
-          }
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(row_max[h], mx * scale_log2);
-        const float m_ref = m_new == -INFINITY ? 0.f : m_new;  // fully masked so far: keep exp2 at 0, not NaN
-        const float alpha = exp2_approx(row_max[h] - m_ref);
-        row_max[h] = m_new;
-        float sum = 0.f;
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pv = exp2_approx(fmaf(s[nt][2 * h + e], scale_log2, -m_ref));
-            s[nt][2 * h + e] = pv;
-            sum += pv;
-          }
-        }
-        row_sum[h] = row_sum[h] * alpha + sum;
-#pragma unroll
-        for (int dt = 0; dt < T::kDTiles; ++dt) {
-          o[dt][2 * h] *= alpha;
-          o[dt][2 * h + 1] *= alpha;
-        }
-      }
-      const uint32_t pa[4] = {pack_bf16x2(s[0][0], s[0][1]), pack_bf16x2(s[0][2], s[0][3]),
-                              pack_bf16x2(s[1][0], s[1][1]), pack_bf16x2(s[1][2], s[1][3])};
-#pragma unroll
-      for (int dp = 0; dp < T::kDTiles / 2; ++dp) {
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4_trans(v_lane ^ Tile::step_xor(dp), b0, b1, b2, b3);
-        mma_bf16_16816(o[2 * dp], pa, b0, b1);
-        mma_bf16_16816(o[2 * dp + 1], pa, b2, b3);
-      }
-      stage = stage + 1 == T::kStages ? 0 : stage + 1;
-    }
-
-    // ---- merge the 4 warps' states through shared memory (the ring is free now) ----
-    cp_async_wait<0>();
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 1);
-      row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 2);
-    }
-    __syncthreads();
-    float* const s_o = reinterpret_cast<float*>(smem_ring);  // [warp][row][kMergeStride]
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = lane / 4 + 8 * h;
-      if (lane % 4 == 0) {
-        s_max[warp][r] = row_max[h];
-        s_sum[warp][r] = row_sum[h];
-      }
-      float* dst = s_o + (warp * T::kRows + r) * T::kMergeStride + 2 * (lane % 4);
-#pragma unroll
-      for (int dt = 0; dt < T::kDTiles; ++dt) {
-        *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * h], o[dt][2 * h + 1]);
-      }
-    }
-    __syncthreads();
-
-    const int r = tid / 8, part = tid % 8;  // 8 threads per row, float4 columns part*4 + 32 i
-    if (r < rows_valid) {
-      float m_all = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < T::kWarps; ++w) m_all = fmaxf(m_all, s_max[w][r]);
-      float weight[T::kWarps];
-      float l_all = 0.f;
-#pragma unroll
-      for (int w = 0; w < T::kWarps; ++w) {
-        weight[w] = s_max[w][r] == -INFINITY ? 0.f : exp2_approx(s_max[w][r] - m_all);
-        l_all += weight[w] * s_sum[w][r];
-      }
-      const float inv = l_all > 0.f ? 1.f / l_all : 0.f;
+  for (int i = 0; i < T::kRows * T::kChunks / T::kThreads; ++i) {
+    const int idx = tid + i * T::kThreads;
+    const int r = idx / T::kChunks, c = idx % T::kChunks;
+    const bool valid = r < rows_valid;
+    const bf16* src = p.q;
+    if (valid) {
       int qi, head;
       row_item(r, &qi, &head);
-      const int64_t item = static_cast<int64_t>(q_begin + qi) * p.q_heads + head;
+      src = p.q + static_cast<int64_t>(q_begin + qi) * p.q_row_stride + head * D + c * 8;
+    }
+    cp_async_16(q_base + Tile::offset(r, c), src, valid);
+  }
+  cp_async_commit();
+
+  // ---- this warp's K/V ring ----
+  const int32_t* const block_table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+  const int64_t head_offset = static_cast<int64_t>(kv_head) * p.kv_head_stride;
+  const int warp_key0 = kv_begin + warp * T::kWarpKeys;
+  const int n_sub = warp_key0 < kv_end ? (kv_end - warp_key0 + T::kStepKeys - 1) / T::kStepKeys : 0;
+  uint8_t* const warp_ring = smem_ring + warp * T::kStages * T::kWarpStageBytes;
+  const int my_key = lane % T::kWarpKeys;  // the key whose pool offset this lane looks up
+
+  // Copies: each warp instruction moves kKeysPerCopy whole key rows (lane -> chunk lane % kChunks of
+  // key lane / kChunks), i.e. full 128-byte lines, the granularity L2 and HBM serve best. Lane k < 16
+  // looks up key k's pool offset (lanes 16-31 duplicate it) and the copying lanes fetch it by shuffle.
+  auto block_of = [&](int sub) -> int {
+    const int key = warp_key0 + sub * T::kStepKeys + my_key;
+    return (sub < n_sub && key < kv_end) ? __ldg(block_table + key / p.block_size) : 0;
+  };
+  auto issue = [&](int sub, int stage, int block) {
+    const int key = warp_key0 + sub * T::kStepKeys + my_key;
+    const int64_t my_off = key < kv_end ? static_cast<int64_t>(block) * p.kv_block_stride + head_offset +
+                                              static_cast<int64_t>(key - (key / p.block_size) * p.block_size) * D
+                                        : -1;
+    const uint32_t k_base = smem_addr(warp_ring + stage * T::kWarpStageBytes);
+    const uint32_t v_base = k_base + T::kWarpTileBytes;
+    const int c = lane % T::kChunks;
 #pragma unroll
-      for (int i = 0; i < D / 32; ++i) {
-        const int d = part * 4 + 32 * i;
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int i = 0; i < T::kWarpKeys / T::kKeysPerCopy; ++i) {
+      const int row = i * T::kKeysPerCopy + lane / T::kChunks;
+      const int64_t off = __shfl_sync(0xffffffffu, my_off, row);
+      const bool valid = off >= 0;
+      const int64_t src = valid ? off + c * 8 : 0;
+      cp_async_16(k_base + Tile::offset(row, c), p.k_pool + src, valid);
+      cp_async_16(v_base + Tile::offset(row, c), p.v_pool + src, valid);
+    }
+  };
+
 #pragma unroll
-        for (int w = 0; w < T::kWarps; ++w) {
-          const float4 x = *reinterpret_cast<const float4*>(s_o + (w * T::kRows + r) * T::kMergeStride + d);
-          acc.x += weight[w] * x.x;
-          acc.y += weight[w] * x.y;
-          acc.z += weight[w] * x.z;
-          acc.w += weight[w] * x.w;
+  for (int s = 0; s < T::kStages - 1; ++s) {
+    if (s < n_sub) issue(s, s, block_of(s));
+    cp_async_commit();
+  }
+  int next_block = block_of(T::kStages - 1);
+
+  // Q fragments stay in registers for the whole key range.
+  cp_async_wait<T::kStages - 1>();  // the Q group (committed first) has landed
+  __syncthreads();
+  uint32_t qa[T::kKSteps][4];
+#pragma unroll
+  for (int kk = 0; kk < T::kKSteps; ++kk) {
+    ldmatrix_x4((q_base + Tile::lane_offset(lane % 16, lane / 16)) ^ Tile::step_xor(kk), qa[kk][0], qa[kk][1],
+                qa[kk][2], qa[kk][3]);
+  }
+  int qpos[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) qpos[h] = prefix + (row0 + min(lane / 4 + 8 * h, rows_valid - 1)) / group;
+
+  float o[T::kDTiles][4];
+#pragma unroll
+  for (int dt = 0; dt < T::kDTiles; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.scale_log2;
+
+  int stage = 0;
+  for (int sub = 0; sub < n_sub; ++sub) {
+    cp_async_wait<T::kStages - 2>();
+    __syncwarp();  // all lanes' copies of `sub` visible; all lanes done reading the stage refilled next
+    const int ahead = sub + T::kStages - 1;
+    const int ahead_stage = stage == 0 ? T::kStages - 1 : stage - 1;
+    if (ahead < n_sub) issue(ahead, ahead_stage, next_block);
+    cp_async_commit();
+    next_block = block_of(ahead + 1);
+
+    const int key0 = warp_key0 + sub * T::kStepKeys;
+    // ldmatrix lane addresses (SwizzledTile::lane_offset): K rows lane%8 + 8*(lane/16), chunk bit
+    // (lane/8)%2; V rows lane%8 + 8*((lane/8)%2), chunk bit lane/16.
+    const uint32_t k_lane =
+        smem_addr(warp_ring + stage * T::kWarpStageBytes) + Tile::lane_offset(lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+    const uint32_t v_lane = smem_addr(warp_ring + stage * T::kWarpStageBytes + T::kWarpTileBytes) +
+                            Tile::lane_offset(lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
+
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int kk = 0; kk < T::kKSteps; ++kk) {
+      uint32_t b0, b1, b2, b3;
+      ldmatrix_x4(k_lane ^ Tile::step_xor(kk), b0, b1, b2, b3);
+      mma_bf16_16816(s[0], qa[kk], b0, b1);
+      mma_bf16_16816(s[1], qa[kk], b2, b3);
+    }
+    if (key0 + T::kWarpKeys > kv_end || key0 + T::kWarpKeys - 1 > min_qpos) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = key0 + nt * 8 + 2 * (lane % 4) + (e & 1);
+          if (key >= kv_end || key > qpos[e >> 1]) s[nt][e] = -INFINITY;
         }
-        acc.x *= inv;
-        acc.y *= inv;
-        acc.z *= inv;
-        acc.w *= inv;
-        if (p.num_splits == 1) {
-          const uint2 v = make_uint2(pack_bf16x2(acc.x, acc.y), pack_bf16x2(acc.z, acc.w));
-          *reinterpret_cast<uint2*>(p.out + static_cast<int64_t>(q_begin + qi) * p.out_row_stride + head * D + d) = v;
-        } else {
-          *reinterpret_cast<float4*>(p.partial_o + (item * p.num_splits + split) * D + d) = acc;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(row_max[h], mx * scale_log2);
+      const float m_ref = m_new == -INFINITY ? 0.f : m_new;  // fully masked so far: keep exp2 at 0, not NaN
+      const float alpha = exp2_approx(row_max[h] - m_ref);
+      row_max[h] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float pv = exp2_approx(fmaf(s[nt][2 * h + e], scale_log2, -m_ref));
+          s[nt][2 * h + e] = pv;
+          sum += pv;
         }
       }
-      if (p.num_splits > 1 && part == 0) {
-        p.partial_lse[item * p.num_splits + split] = l_all > 0.f ? m_all + __log2f(l_all) : -INFINITY;
+      row_sum[h] = row_sum[h] * alpha + sum;
+#pragma unroll
+      for (int dt = 0; dt < T::kDTiles; ++dt) {
+        o[dt][2 * h] *= alpha;
+        o[dt][2 * h + 1] *= alpha;
       }
     }
+    const uint32_t pa[4] = {pack_bf16x2(s[0][0], s[0][1]), pack_bf16x2(s[0][2], s[0][3]),
+                            pack_bf16x2(s[1][0], s[1][1]), pack_bf16x2(s[1][2], s[1][3])};
+#pragma unroll
+    for (int dp = 0; dp < T::kDTiles / 2; ++dp) {
+      uint32_t b0, b1, b2, b3;
+      ldmatrix_x4_trans(v_lane ^ Tile::step_xor(dp), b0, b1, b2, b3);
+      mma_bf16_16816(o[2 * dp], pa, b0, b1);
+      mma_bf16_16816(o[2 * dp + 1], pa, b2, b3);
+    }
+    stage = stage + 1 == T::kStages ? 0 : stage + 1;
   }
-  if (p.num_splits > 1 && p.tile_counters != nullptr) {
-    merge_tile_if_last<T>(p, q_begin, row0, rows_valid, kv_head, seq);
+
+  // ---- merge the 4 warps' states through shared memory (the ring is free now) ----
+  cp_async_wait<0>();
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 1);
+    row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 2);
+  }
+  __syncthreads();
+  float* const s_o = reinterpret_cast<float*>(smem_ring);  // [warp][row][kMergeStride]
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = lane / 4 + 8 * h;
+    if (lane % 4 == 0) {
+      s_max[warp][r] = row_max[h];
+      s_sum[warp][r] = row_sum[h];
+    }
+    float* dst = s_o + (warp * T::kRows + r) * T::kMergeStride + 2 * (lane % 4);
+#pragma unroll
+    for (int dt = 0; dt < T::kDTiles; ++dt) {
+      *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * h], o[dt][2 * h + 1]);
+    }
+  }
+  __syncthreads();
+
+  const int r = tid / 8, part = tid % 8;  // 8 threads per row, float4 columns part*4 + 32 i
+  if (r >= rows_valid) return;
+  float m_all = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < T::kWarps; ++w) m_all = fmaxf(m_all, s_max[w][r]);
+  float weight[T::kWarps];
+  float l_all = 0.f;
+#pragma unroll
+  for (int w = 0; w < T::kWarps; ++w) {
+    weight[w] = s_max[w][r] == -INFINITY ? 0.f : exp2_approx(s_max[w][r] - m_all);
+    l_all += weight[w] * s_sum[w][r];
+  }
+  const float inv = l_all > 0.f ? 1.f / l_all : 0.f;
+  int qi, head;
+  row_item(r, &qi, &head);
+  const int64_t item = static_cast<int64_t>(q_begin + qi) * p.q_heads + head;
+#pragma unroll
+  for (int i = 0; i < D / 32; ++i) {
+    const int d = part * 4 + 32 * i;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int w = 0; w < T::kWarps; ++w) {
+      const float4 x = *reinterpret_cast<const float4*>(s_o + (w * T::kRows + r) * T::kMergeStride + d);
+      acc.x += weight[w] * x.x;
+      acc.y += weight[w] * x.y;
+      acc.z += weight[w] * x.z;
+      acc.w += weight[w] * x.w;
+    }
+    acc.x *= inv;
+    acc.y *= inv;
+    acc.z *= inv;
+    acc.w *= inv;
+    if (p.num_splits == 1) {
+      const uint2 v = make_uint2(pack_bf16x2(acc.x, acc.y), pack_bf16x2(acc.z, acc.w));
+      *reinterpret_cast<uint2*>(p.out + static_cast<int64_t>(q_begin + qi) * p.out_row_stride + head * D + d) = v;
+    } else {
+      *reinterpret_cast<float4*>(p.partial_o + (item * p.num_splits + split) * D + d) = acc;
+    }
+  }
+  if (p.num_splits > 1 && part == 0) {
+    p.partial_lse[item * p.num_splits + split] = l_all > 0.f ? m_all + __log2f(l_all) : -INFINITY;
   }
 }
 
@@ -524,7 +457,7 @@ void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64
     CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
     CUDA_CHECK_LAUNCH();
   }
-  if (params.num_splits > 1 && params.tile_counters == nullptr) {
+  if (params.num_splits > 1) {
     MergeParams merge{};
     merge.partial_o = params.partial_o;
     merge.partial_lse = params.partial_lse;
@@ -579,7 +512,7 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
 size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits) {
   if (num_splits <= 1 || total_q <= 0) return 0;
   const size_t items = static_cast<size_t>(total_q) * q_heads * num_splits;
-  return kDecodeCounterBytes + items * head_dim * sizeof(float) + items * sizeof(float);
+  return items * head_dim * sizeof(float) + items * sizeof(float);
 }
 
 void attention_decode(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
@@ -625,12 +558,7 @@ void attention_decode(const AttentionBatch& batch, int total_q, const AttentionS
       fail("attention_decode: {} splits need a 16-byte aligned workspace of {} bytes, got {} bytes", plan.num_splits,
            need, workspace == nullptr ? 0 : workspace_bytes);
     }
-    // Layout: the tile counters (a fixed place, so that they stay zero across calls of any shape), then
-    // the partial outputs and log-sum-exps of this call.
-    const int64_t tiles = static_cast<int64_t>(batch.num_seqs) * shape.kv_heads * params.row_tiles;
-    params.tile_counters = tiles <= static_cast<int64_t>(kDecodeCounterBytes / sizeof(int)) ? static_cast<int*>(workspace)
-                                                                                           : nullptr;
-    params.partial_o = reinterpret_cast<float*>(static_cast<char*>(workspace) + kDecodeCounterBytes);
+    params.partial_o = static_cast<float*>(workspace);
     params.partial_lse = params.partial_o + items * plan.num_splits * shape.head_dim;
   }
   FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim,

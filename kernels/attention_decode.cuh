@@ -11,9 +11,7 @@
 // Split-KV, CUDA-graph friendly: the plan fixes only the number of splits (the grid). Each CTA derives
 // its key range on the device from seq_lens, so a captured graph stays correct as sequences grow;
 // re-plan (and re-capture) only to change the split count. With num_splits > 1 each split writes a
-// partial (normalized fp32 output, log-sum-exp) to the workspace; the last split CTA of each (sequence,
-// kv head, row tile) to finish merges them (a counter per tile in the workspace), so decode is one
-// kernel. Beyond kDecodeCounterBytes / 4 tiles a second kernel merges instead.
+// partial (normalized fp32 output, log-sum-exp) to the workspace and a second kernel merges them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -38,19 +36,14 @@ struct AttentionDecodePlan {
 AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_seqs, int max_q_per_seq,
                                           const AttentionShape& shape, int max_splits, int num_sms = 0);
 
-// The per-tile merge counters at the start of the workspace (4096 tiles of (sequence, kv head, row tile)).
-constexpr size_t kDecodeCounterBytes = 16384;
-
-// Workspace bytes for split partials: kDecodeCounterBytes + total_q rows x q_heads x num_splits x
-// (head_dim + 1) floats. 0 when num_splits == 1.
+// Workspace bytes for split partials: total_q rows x q_heads x num_splits x (head_dim + 1) floats.
+// 0 when num_splits == 1.
 size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits);
 
 // batch: DEVICE pointers; total_q = cu_seqlens_q[num_seqs] (host value, sizes the merge grid).
 // q / out / pools as in attention_prefill. workspace: >= attention_decode_workspace_bytes(total_q,
-// q_heads, head_dim, plan.num_splits) bytes of device memory (may be null when num_splits == 1). Its
-// first kDecodeCounterBytes must be zero before the first call (cudaMemset once after allocating it);
-// every call leaves them zero. The rest needs no initialization. Asynchronous on `stream`; never
-// synchronizes.
+// q_heads, head_dim, plan.num_splits) bytes of device memory (may be null when num_splits == 1), its
+// contents need no initialization. Asynchronous on `stream`; never synchronizes.
 void attention_decode(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
                       int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
                       bf16* out, int64_t out_row_stride, const AttentionDecodePlan& plan, void* workspace,

@@ -206,7 +206,6 @@ Row bench_decode(cudaStream_t stream, int batch_size, int kv_len, int runs, doub
   const fc::AttentionDecodePlan plan = fc::attention_decode_plan(lens.data(), batch_size, 1, kShape, 64);
   const size_t ws_bytes = fc::attention_decode_workspace_bytes(batch_size, kQHeads, kHeadDim, plan.num_splits);
   DeviceBuffer workspace(std::max<size_t>(ws_bytes, 16), "bench decode workspace");
-  CUDA_CHECK(cudaMemset(workspace.get(), 0, workspace.bytes()));  // the merge counters start at 0
   auto call = [&](int i, cudaStream_t s) {
     const fc::AttentionBatch batch{batch_size, d_cu.as<int32_t>(), d_lens.as<int32_t>(),
                                    cache.tables[i % copies].as<int32_t>(), cache.max_blocks};

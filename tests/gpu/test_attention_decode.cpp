@@ -3,9 +3,6 @@
 // every run: a merge that touched an empty split's partial output would turn the result NaN.
 #include <catch2/catch.hpp>
 
-#include <algorithm>
-#include <vector>
-
 #include "kernels/attention_decode.cuh"
 #include "tests/gpu/attention_test_case.h"
 
@@ -26,25 +23,11 @@ void run_decode_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim,
                   << " splits " << plan.num_splits << " batch " << describe_lens(seq_lens, n_qs));
   const size_t workspace_bytes = attention_decode_workspace_bytes(c.total_q, q_heads, head_dim, plan.num_splits);
   GuardedBuffer workspace(std::max<size_t>(workspace_bytes, 16));  // poisoned: NaN floats
-  if (workspace_bytes > 0) {  // ... but for the merge counters, which must start at zero
-    CUDA_CHECK(cudaMemset(workspace.get(), 0, kDecodeCounterBytes));
-  }
   GuardedBuffer out = make_attention_output(c);
-  // Twice over the same workspace: the first launch must leave every merge counter at zero again (as a
-  // replayed CUDA graph relies on), or the second one merges at the wrong CTA.
-  for (int launch = 0; launch < 2; ++launch) {
-    INFO("launch " << launch);
-    out.poison();
-    attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
-                     out.as<bf16>(), c.out_row_stride, plan, workspace.get(), workspace_bytes, nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    check_attention_output(c, out, plan.num_splits == 1 ? "decode unsplit" : "decode split-KV + merge");
-  }
-  if (workspace_bytes > 0) {
-    std::vector<int32_t> counters(kDecodeCounterBytes / 4, -1);
-    CUDA_CHECK(cudaMemcpy(counters.data(), workspace.get(), kDecodeCounterBytes, cudaMemcpyDeviceToHost));
-    CHECK(std::count(counters.begin(), counters.end(), 0) == static_cast<long>(counters.size()));
-  }
+  attention_decode(c.device_batch(), c.total_q, c.shape(), c.dq(), c.q_row_stride, c.dk(), c.dv(), c.layout(),
+                   out.as<bf16>(), c.out_row_stride, plan, workspace.get(), workspace_bytes, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  check_attention_output(c, out, plan.num_splits == 1 ? "decode unsplit" : "decode split-KV + merge");
   CHECK(workspace.sentinel_intact());
 }
 
@@ -81,17 +64,6 @@ TEST_CASE("attention_decode with a few query rows per sequence", "[gpu][attentio
   run_decode_case(rng, 4, 4, 128, 1, {5, 129, 300}, 4, num_splits);        // MHA, 4 rows
 }
 
-TEST_CASE("attention_decode past the folded merge's tile count: the separate merge kernel", "[gpu][attention]") {
-  // 600 sequences x 8 kv heads = 4800 (sequence, kv head, row tile) tiles > kDecodeCounterBytes / 4.
-  const uint32_t seed = fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937 rng(seed);
-  std::vector<int> lens(600);
-  for (size_t i = 0; i < lens.size(); ++i) lens[i] = static_cast<int>(i % 150) + 1;
-  REQUIRE(lens.size() * 8 > kDecodeCounterBytes / 4);
-  run_decode_case(rng, 8, 8, 64, 16, lens, 1, 2);
-}
-
 TEST_CASE("attention_decode quick", "[gpu][attention][quick]") {
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -113,7 +85,7 @@ TEST_CASE("attention_decode_plan splits only when the batch cannot fill the GPU"
   const std::vector<int32_t> one_short = {100};
   CHECK(attention_decode_plan(one_short.data(), 1, 1, shape, kMaxSplits, 132).num_splits == 1);
   CHECK(attention_decode_workspace_bytes(3, 32, 128, 1) == 0);
-  CHECK(attention_decode_workspace_bytes(3, 32, 128, 5) == kDecodeCounterBytes + size_t{3} * 32 * 5 * 129 * 4);
+  CHECK(attention_decode_workspace_bytes(3, 32, 128, 5) == size_t{3} * 32 * 5 * 129 * 4);
 }
 
 TEST_CASE("attention_decode refuses a missing or short workspace", "[gpu][attention]") {
