@@ -401,7 +401,6 @@ class CudaBackend final : public Backend {
     const Config& c = config_;
     cudaStream_t s = stream_.get();
     const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
-    const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
