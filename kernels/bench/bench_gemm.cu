@@ -20,6 +20,7 @@ namespace fc {
 namespace {
 
 using bench::median;
+using bench::copy_bandwidth_gbs;
 using bench::random_bf16;
 using bench::time_ms;
 
@@ -50,18 +51,9 @@ int main() {
   std::printf("device: %s, %d SMs, L2 %.0f MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
 
   // (a) copy roofline: 1 GiB each way.
-  const size_t copy_bytes = size_t{1} << 30;
-  double copy_gbs = 0;
-  {
-    DeviceBuffer src = random_bf16(copy_bytes / 2, 1, "copy source");
-    DeviceBuffer dst(copy_bytes, "copy destination");
-    for (int i = 0; i < 3; ++i) CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
-    const double ms = time_ms(20, 1, [&](int) {
-      CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
-    });
-    copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
-    std::printf("copy: %.3f ms for 1 GiB -> %.0f GB/s (read + write)\n", ms, copy_gbs);
-  }
+  double copy_ms = 0;
+  const double copy_gbs = copy_bandwidth_gbs(&copy_ms);
+  std::printf("copy: %.3f ms for 1 GiB -> %.0f GB/s (read + write)\n", copy_ms, copy_gbs);
 
   // (b) decode GEMMs.
   const Shape shapes[] = {

@@ -22,6 +22,7 @@ namespace fc {
 namespace {
 
 using bench::median;
+using bench::copy_bandwidth_gbs;
 using bench::random_bf16;
 using bench::time_ms;
 
@@ -75,17 +76,7 @@ int main(int argc, char** argv) {
   }
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const size_t copy_bytes = size_t{1} << 30;
-  double copy_gbs = 0;
-  {
-    DeviceBuffer src = random_bf16(copy_bytes / 2, 1, "copy source");
-    DeviceBuffer dst(copy_bytes, "copy destination");
-    for (int i = 0; i < 3; ++i) CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
-    const double ms = time_ms(20, 1, [&](int) {
-      CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice));
-    });
-    copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
-  }
+  const double copy_gbs = copy_bandwidth_gbs();
   std::printf("== fc_bench_gemv: %s, %d SMs, copy %.0f GB/s (read + write) ==\n", prop.name, prop.multiProcessorCount,
               copy_gbs);
 

@@ -55,4 +55,18 @@ double time_ms(int samples, int calls, F&& f) {
   return median(per_call);
 }
 
+// Device-to-device copy of 1 GiB (after 3 warm-up copies), median of 20: bytes read + written per
+// second, the memory roofline the decode benchmarks are held to. `ms`: the copy's time, when wanted.
+inline double copy_bandwidth_gbs(double* ms = nullptr) {
+  const size_t bytes = size_t{1} << 30;
+  DeviceBuffer src = random_bf16(bytes / 2, 1, "copy source");
+  DeviceBuffer dst(bytes, "copy destination");
+  for (int i = 0; i < 3; ++i) CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice));
+  const double t = time_ms(20, 1, [&](int) {
+    CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice));
+  });
+  if (ms != nullptr) *ms = t;
+  return 2.0 * bytes / (t * 1e-3) / 1e9;
+}
+
 }  // namespace fc::bench
