@@ -40,7 +40,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   bool ablate = false;
   bool exact_gemm_rows = false;  // --exact-gemm-rows: BackendOptions::bucket_gemm_rows off
-  DecodeOptions decode;  // --no-graph / --no-gemv / --no-fuse / --no-pdl
+  DecodeOptions decode;  // --no-graph / --no-gemv / --no-bulk-gemv / --no-fuse / --no-pdl
 };
 
 // The ablation variants: everything on, then each part of the decode fast path off alone, then all off
@@ -50,14 +50,15 @@ struct Variant {
   DecodeOptions options;
 };
 std::vector<Variant> ablation_variants() {
-  DecodeOptions all, no_graph, no_pdl, no_fuse, no_gemv, none;
+  DecodeOptions all, no_graph, no_pdl, no_fuse, no_gemv, no_bulk, none;
   no_graph.cuda_graph = false;
   no_pdl.pdl = false;
   no_fuse.fuse = false;
   no_gemv.gemv = false;
-  none = {false, false, false, false};
+  no_bulk.bulk_gemv = false;
+  none.cuda_graph = none.gemv = none.bulk_gemv = none.fuse = none.pdl = false;
   return {{"all on", all}, {"no CUDA graph", no_graph}, {"no PDL", no_pdl}, {"no fusion", no_fuse},
-          {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
+          {"GEMV from registers, not bulk copies", no_bulk}, {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
 }
 
 double ms_since(Clock::time_point t0) {
@@ -382,6 +383,8 @@ Runner add_bench_command(CLI::App& app) {
                "switched off alone (CUDA graph, PDL, fusion, GEMV), then all of them");
   app.add_flag("--no-graph", [o](int64_t) { o->decode.cuda_graph = false; }, "decode without CUDA graphs");
   app.add_flag("--no-gemv", [o](int64_t) { o->decode.gemv = false; }, "cuBLASLt for 1..8-row products too");
+  app.add_flag("--no-bulk-gemv", [o](int64_t) { o->decode.bulk_gemv = false; },
+               "the GEMV's register kernel instead of its cp.async.bulk shared-memory ring");
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");

@@ -20,6 +20,7 @@ enum class DeviceKind { Cpu, Cuda };
 struct DecodeOptions {
   bool cuda_graph = true;  // a decode step is one CUDA graph replay (captured per batch size and split count)
   bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
+  bool bulk_gemv = true;   // the GEMV's weights through a cp.async.bulk shared-memory ring (sm_90), not registers
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
   int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster

@@ -260,13 +260,13 @@ class CudaBackend final : public Backend {
   void matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kBf16, out);
     a.x = x;
-    if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
+    if (use_gemv(rows) && gemv_supported(a)) return run_gemv(a, s);
     gemm_->matmul(x, w, out, cublas_rows(rows), in_dim, out_dim, s);
   }
   void matmul(const bf16* x, const bf16* w, float* out, int rows, int in_dim, int out_dim, cudaStream_t s) {
     GemvArgs a = gemv_args(w, rows, in_dim, out_dim, GemvOutput::kF32, out);
     a.x = x;
-    if (use_gemv(rows) && gemv_supported(a)) return gemv(a, s);
+    if (use_gemv(rows) && gemv_supported(a)) return run_gemv(a, s);
     gemm_->matmul(x, w, out, cublas_rows(rows), in_dim, out_dim, s);
   }
 
@@ -274,6 +274,13 @@ class CudaBackend final : public Backend {
   // Every buffer passed to matmul() holds gemm_rows(its capacity) rows; the padding rows compute
   // values nothing reads.
   int cublas_rows(int rows) const { return options_.bucket_gemm_rows ? gemm_rows(rows) : rows; }
+
+  // fc::gemv with the decode options' kernel choice (the default bulk-copy kernel, or registers).
+  void run_gemv(const GemvArgs& a, cudaStream_t s) const {
+    GemvTuning t;
+    if (!options_.decode.bulk_gemv) t.kernel = GemvKernel::kRegisters;
+    gemv(a, t, s);
+  }
 
   bool use_gemv(int rows) const {
     return options_.decode.gemv && rows <= std::min(options_.decode.gemv_max_rows, kGemvMaxRows);
@@ -404,17 +411,17 @@ class CudaBackend final : public Backend {
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
-      gemv(qkv_rope_args(li, n), s);
+      run_gemv(qkv_rope_args(li, n), s);
       attention(st, li, s);
       GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
       o.x = attn_;
-      gemv(o, s);
-      gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s);
+      run_gemv(o, s);
+      run_gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s);
       GemvArgs down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
       down.x = act_;
-      gemv(down, s);
+      run_gemv(down, s);
     }
-    gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s);
+    run_gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s);
     on_logits(0, n);
   }
 

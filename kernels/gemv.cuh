@@ -58,12 +58,25 @@ struct GemvArgs {
   bool pdl = false;
 };
 
+// Which kernel streams the weights (kernels/gemv.cu, gemv_coop.cu):
+//   kRegisters  a warp owns whole rows; 16-byte loads double-buffered in registers (any GPU)
+//   kBulkWarp   a warp owns whole rows; cp.async.bulk (TMA) copies into a per-warp shared-memory ring (sm_90)
+//   kBulkCta    a CTA owns R rows and its 8 warps split each row, each through its own bulk-copy ring;
+//               short tasks, so the kernel's end is balanced (sm_90, in_dim % 64 == 0)
+// A kernel that cannot take the arguments falls back to the next one down the list.
+enum class GemvKernel { kRegisters, kBulkWarp, kBulkCta };
+
 // Launch shape, for benchmarks; the defaults are what gemv(args, stream) uses.
 struct GemvTuning {
-  int rows_per_task = 0;   // weight rows per warp task: 1 or 2 (kSwiglu: 2); 0 = by wave quantization
-  bool persistent = true;  // grid capped at ctas_per_sm per SM (tasks grid-strided) vs one CTA per 8 tasks
-  int ctas_per_sm = 2;     // 2 fill the register file (measured best on an H200); 1 leaves room for the next
-                           // kernel's CTAs to prefetch beside this one (PDL), which measured slower
+  int rows_per_task = 0;   // warp-owned kernels: rows per warp task, 1 or 2 (kSwiglu: 2); 0 = by wave quantization
+  bool persistent = true;  // warp-owned kernels: grid capped at ctas_per_sm per SM (tasks grid-strided) vs one
+                           // CTA per 8 tasks
+  int ctas_per_sm = 2;     // register kernel: 2 fill the register file (measured best on an H200); 1 leaves
+                           // room for the next kernel's CTAs to prefetch beside this one (PDL), measured slower
+  GemvKernel kernel = GemvKernel::kBulkCta;
+  int slots = 3;           // bulk kernels: 4 KB ring slots per warp (2..8; fewer when the kRmsNorm rows need room)
+  bool late_trigger = false;  // bulk kernels, PDL: let the next kernel launch once each warp has issued its last
+                              // copy, not as soon as the CTA has started (its CTAs then wait on SMs meanwhile)
 };
 
 // Whether gemv() takes these arguments (rows, alignment, in_dim % 8, the kRmsNorm row in shared memory).

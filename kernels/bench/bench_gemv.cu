@@ -1,9 +1,11 @@
 // fc_bench_gemv: fc::gemv (kernels/gemv.cuh) against cuBLASLt (fc::Gemm) at the LLaMA 3.1 8B decode
 // shapes, in GB/s of bytes moved and % of the copy bandwidth measured in the same run:
-//   (a) per shape and M = 1, 2, 4, 8: cuBLASLt, and gemv with 1 or 2 rows per task, persistent grid or not;
+//   (a) per shape and M = 1, 2, 4, 8: cuBLASLt, and gemv's register kernel and bulk-copy kernel at several
+//       ring depths and CTAs per SM;
 //   (b) the weight part of one decode step (32 x [qkv, o, gate_up, down] + lm_head over 15 GB of distinct
-//       weights, no attention) captured as one CUDA graph: cuBLASLt + separate norm/SwiGLU/add kernels,
-//       gemv unfused, gemv fused, each with and without PDL, against the floor (bytes / copy rate).
+//       weights, no attention) captured as one CUDA graph, M = 1: cuBLASLt + separate norm/SwiGLU/add
+//       kernels, gemv unfused, gemv fused with the same launch shapes as (a), against the floor (bytes /
+//       copy rate).
 // Timing: CUDA events, warm-up first, median of many batches; weights rotate over >= 1 GiB (never L2).
 #include <algorithm>
 #include <cstdio>
@@ -69,7 +71,9 @@ int main(int argc, char** argv) {
   // fc_bench_gemv [SHAPE]: with a shape name (qkv, o_proj, gate_up, down, lm_head) only that shape at
   // M = 1 with the default tuning (printed in the first GEMV column), and no part (b): a short run to
   // profile (ncu -k regex:gemv_kernel).
+  // fc_bench_gemv graph: part (b) only.
   const std::string only = argc > 1 ? argv[1] : "";
+  const bool graph_only = only == "graph";
   if (cuda_device_count() == 0) {
     std::printf("SKIPPED: fc_bench_gemv needs an NVIDIA GPU\n");
     return 77;
@@ -87,10 +91,33 @@ int main(int argc, char** argv) {
                           {"down   14336->4096", 14336, 4096, GemvOutput::kBf16},
                           {"lm_head 4096->128256", 4096, 128256, GemvOutput::kF32}};
   Gemm gemm;
-  std::printf("%-22s %2s | %9s | %9s %9s %9s %9s %9s  (%% of copy bandwidth; rR = rows per task, cC = CTAs per SM)\n",
-              "shape", "M", "cuBLASLt", "r1 c1", "r2 c1", "r1 c2", "r2 c2", "r2 grid");
+  // The GEMV launch shapes compared: the register kernel (GemvKernel::kRegisters) at 2 CTAs/SM, then the
+  // per-warp (kBulkWarp) and CTA-cooperative (kBulkCta) bulk-copy kernels at several ring depths and CTAs
+  // per SM. Rows per task: each kernel's default.
+  struct Tuned {
+    const char* label;
+    GemvTuning tuning;
+  };
+  using K = GemvKernel;
+  auto make = [](GemvKernel k, int slots, int ctas, bool late = false) {
+    GemvTuning t;
+    t.late_trigger = late;
+    t.kernel = k;
+    t.slots = slots;
+    t.ctas_per_sm = ctas;
+    return t;
+  };
+  const Tuned tunings[] = {{"reg c2", make(K::kRegisters, 3, 2)}, {"warp s4c1", make(K::kBulkWarp, 4, 1)},
+                           {"warp s3c2", make(K::kBulkWarp, 3, 2)}, {"cta s3c1", make(K::kBulkCta, 3, 1)},
+                           {"cta s3c2", make(K::kBulkCta, 3, 2)}, {"cta s4c1", make(K::kBulkCta, 4, 1)},
+                           {"cta s6c1", make(K::kBulkCta, 6, 1)}, {"cta s2c2", make(K::kBulkCta, 2, 2)},
+                           {"cta s3c2L", make(K::kBulkCta, 3, 2, true)}, {"cta s3c1L", make(K::kBulkCta, 3, 1, true)}};
+  const int n_tunings = static_cast<int>(std::size(tunings));
+  std::printf("%-22s %2s | %9s |", "shape", "M", "cuBLASLt");
+  for (const Tuned& t : tunings) std::printf(" %9s", only.empty() ? t.label : "default");
+  std::printf("  (%% of copy bandwidth; reg/warp/cta = kernel, sS = ring slots, cC = CTAs per SM)\n");
   for (const Shape& s : shapes) {
-    if (!only.empty() && std::string(s.name).rfind(only + " ", 0) != 0) continue;
+    if (graph_only || (!only.empty() && std::string(s.name).rfind(only + " ", 0) != 0)) continue;
     const size_t w_count = static_cast<size_t>(s.in_dim) * s.out_dim;
     const size_t w_bytes = w_count * 2;
     const int copies = static_cast<int>(std::max<size_t>(2, ((size_t{1} << 30) + w_bytes - 1) / w_bytes));
@@ -112,14 +139,9 @@ int main(int argc, char** argv) {
       };
       for (int c = 0; c < copies; ++c) cublas(c);
       const double t_cublas = time_ms(20, std::max(copies, 10), cublas);
-      double t[5] = {0, 0, 0, 0, 0};
-      for (int v = 0; v < (only.empty() ? 5 : 1); ++v) {
-        GemvTuning tuning;  // one shape only: the default tuning, what the backend launches
-        if (only.empty()) {
-          tuning.rows_per_task = v % 2 == 0 ? 1 : 2;
-          tuning.ctas_per_sm = v < 2 ? 1 : 2;
-          tuning.persistent = v < 4;
-        }
+      std::vector<double> t(n_tunings, 0.0);
+      for (int v = 0; v < (only.empty() ? n_tunings : 1); ++v) {
+        const GemvTuning tuning = only.empty() ? tunings[v].tuning : GemvTuning{};  // one shape: the default
         auto call = [&](int c) {
           GemvArgs a;
           a.w = weights[c % copies].as<bf16>();
@@ -135,14 +157,15 @@ int main(int argc, char** argv) {
         for (int c = 0; c < copies; ++c) call(c);
         t[v] = time_ms(20, std::max(copies, 10), call);
       }
-      std::printf("%-22s %2d | %8.1f%% | %8.1f%% %8.1f%% %8.1f%% %8.1f%% %8.1f%%\n", s.name, m, pct(t_cublas),
-                  pct(t[0]), pct(t[1]), pct(t[2]), pct(t[3]), pct(t[4]));
+      std::printf("%-22s %2d | %8.1f%% |", s.name, m, pct(t_cublas));
+      for (int v = 0; v < (only.empty() ? n_tunings : 1); ++v) std::printf(" %8.1f%%", pct(t[v]));
+      std::printf("\n");
       std::fflush(stdout);
     }
   }
 
-  if (!only.empty()) return 0;
-  // (b) the weight part of one decode step, M = 1 and 2.
+  if (!only.empty() && !graph_only) return 0;
+  // (b) the weight part of one decode step, M = 1.
   const int layers = 32, hidden = 4096, inter = 14336, qkv = 6144, vocab = 128256;
   struct Layer {
     DeviceBuffer qkv, o, gate_up, down, norm1, norm2;
@@ -170,8 +193,8 @@ int main(int argc, char** argv) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   std::printf("\none step's weights (%.2f GB, no attention) as one CUDA graph; floor %.3f ms\n", weight_bytes / 1e9,
               weight_bytes / (copy_gbs * 1e9) * 1e3);
-  std::printf("%-34s %2s %9s %9s\n", "variant", "M", "ms", "% floor");
-  for (int m : {1, 2}) {
+  std::printf("%-40s %2s %9s %9s\n", "variant", "M", "ms", "% floor");
+  for (int m : {1}) {
     auto args = [&](const DeviceBuffer& w, int in, int outd, GemvOutput o, void* dst, bool pdl) {
       GemvArgs a;
       a.w = w.as<bf16>();
@@ -221,32 +244,54 @@ int main(int argc, char** argv) {
         mm(normed, lm_head, hidden, vocab, logits.get(), true);
       };
     };
-    auto fused = [&](bool pdl, int ctas) {
-      return [&, pdl, ctas] {
-        GemvTuning t;
-        t.ctas_per_sm = ctas;
+    // One tuning for every projection, or `other` for all but projection `only_proj` (0 qkv, 1 o_proj,
+    // 2 gate_up, 3 down, 4 lm_head), which gets `t`: what each fused projection contributes.
+    auto fused_mix = [&](bool pdl, GemvTuning t, int only_proj, GemvTuning other) {
+      return [&, pdl, t, only_proj, other] {
+        auto pick = [&](int proj) { return only_proj < 0 || only_proj == proj ? t : other; };
         for (int l = 0; l < layers; ++l) {
-          gemv(norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), pdl), t, s);
-          gemv(bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, pdl), t, s);
-          gemv(norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), pdl), t, s);
-          gemv(bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, pdl), t, s);
+          gemv(norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), pdl), pick(0), s);
+          gemv(bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, pdl), pick(1), s);
+          gemv(norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), pdl), pick(2), s);
+          gemv(bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, pdl), pick(3), s);
         }
-        gemv(norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), pdl), t, s);
+        gemv(norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), pdl), pick(4), s);
       };
     };
+    auto fused = [&](bool pdl, GemvTuning t) { return fused_mix(pdl, t, -1, t); };
     const struct {
       const char* name;
       std::function<void()> record;
     } variants[] = {{"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
                     {"gemv unfused, no PDL", unfused(true, false)},
                     {"gemv unfused, PDL", unfused(true, true)},
-                    {"gemv fused, no PDL", fused(false, 1)},
-                    {"gemv fused, PDL", fused(true, 1)},
-                    {"gemv fused, PDL, 2 CTAs/SM", fused(true, 2)}};
+                    {"gemv fused, no PDL (default)", fused(false, GemvTuning{})},
+                    {"gemv fused, PDL (default)", fused(true, GemvTuning{})},
+                    {"fused, PDL, reg c2", fused(true, make(K::kRegisters, 3, 2))},
+                    {"fused, PDL, warp s4c1", fused(true, make(K::kBulkWarp, 4, 1))},
+                    {"fused, PDL, warp s3c2", fused(true, make(K::kBulkWarp, 3, 2))},
+                    {"fused, PDL, cta s3c1", fused(true, make(K::kBulkCta, 3, 1))},
+                    {"fused, PDL, cta s3c2", fused(true, make(K::kBulkCta, 3, 2))},
+                    {"fused, PDL, cta s4c1", fused(true, make(K::kBulkCta, 4, 1))},
+                    {"fused, PDL, cta s6c1", fused(true, make(K::kBulkCta, 6, 1))},
+                    {"fused, PDL, cta s2c2", fused(true, make(K::kBulkCta, 2, 2))},
+                    {"fused, PDL late, cta s3c2", fused(true, make(K::kBulkCta, 3, 2, true))},
+                    {"fused, PDL late, cta s2c2", fused(true, make(K::kBulkCta, 2, 2, true))},
+                    {"fused, PDL late, cta s3c1", fused(true, make(K::kBulkCta, 3, 1, true))},
+                    {"fused, PDL late, cta s4c1", fused(true, make(K::kBulkCta, 4, 1, true))},
+                    {"fused, PDL late, warp s3c2", fused(true, make(K::kBulkWarp, 3, 2, true))},
+                    {"fused, no PDL, cta s3c1", fused(false, make(K::kBulkCta, 3, 1))},
+                    {"fused, no PDL, warp s3c2", fused(false, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s3c2 for qkv", fused_mix(true, make(K::kBulkCta, 3, 2), 0, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s3c2 for o_proj", fused_mix(true, make(K::kBulkCta, 3, 2), 1, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s3c2 for gate_up", fused_mix(true, make(K::kBulkCta, 3, 2), 2, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s3c2 for down", fused_mix(true, make(K::kBulkCta, 3, 2), 3, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s3c2 for lm_head", fused_mix(true, make(K::kBulkCta, 3, 2), 4, make(K::kBulkWarp, 3, 2))},
+                    {"warp s3c2 + cta s2c2 for o_proj", fused_mix(true, make(K::kBulkCta, 2, 2), 1, make(K::kBulkWarp, 3, 2))}};
     for (const auto& v : variants) {
       CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
       const double ms = time_graph(s, v.record, 15);
-      std::printf("%-34s %2d %9.3f %8.1f%%\n", v.name, m, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
+      std::printf("%-40s %2d %9.3f %8.1f%%\n", v.name, m, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
       std::fflush(stdout);
     }
   }

@@ -2,6 +2,8 @@
 // rows 1..8, in_dim not a multiple of the 256-element warp step (tails), odd out_dim (a task with one
 // real row), the LLaMA 3.1 8B projection shapes, programmatic dependent launch on and off, and a PDL
 // chain in which a kernel reads what the kernel before it writes (a missing wait reads the poison).
+// Every kernel (GemvKernel): the CTA-cooperative bulk-copy kernel (the sm_90 default), the per-warp one,
+// and the register kernel.
 //
 // Tolerance. bf16 x bf16 products are exact in fp32; the GPU and matmul_ref differ only in summation
 // order, < 1e-6 * in_dim for inputs in [-1, 1] (see test_gemm.cpp). bf16 outputs add one rounding
@@ -48,6 +50,16 @@ const char* name(GemvOutput o) {
   return "?";
 }
 
+const char* name(GemvKernel k) {
+  switch (k) {
+    case GemvKernel::kRegisters: return "registers";
+    case GemvKernel::kBulkWarp: return "bulk_warp";
+    case GemvKernel::kBulkCta: return "bulk_cta";
+  }
+  return "?";
+}
+constexpr GemvKernel kKernels[] = {GemvKernel::kBulkCta, GemvKernel::kBulkWarp, GemvKernel::kRegisters};
+
 struct Stats {
   int cases = 0;
   double max_nmse = 0;
@@ -56,7 +68,7 @@ struct Stats {
 
 void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, c.tuning.rows_per_task,
-          c.tuning.persistent);
+          c.tuning.persistent, c.tuning.ctas_per_sm, name(c.tuning.kernel), c.tuning.slots);
   const size_t K = c.in_dim, N = c.out_dim, M = c.rows;
   const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
   GuardedBuffer d_w(N * K * 2);
@@ -162,11 +174,28 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
       run_case({1, 8, out == GemvOutput::kSwiglu ? 2 : 1, in, out, false}, rng, stats);  // smallest shape
       run_case({3, 2056, 518, in, out, true}, rng, stats);  // 257 chunks: 8 warp-unrolled batches + 1
       if (out != GemvOutput::kSwiglu) run_case({5, 72, 17, in, out, false}, rng, stats);  // odd rows per task
-      // Every launch shape: 1 and 2 rows per task, persistent (grid-strided) and one-CTA-per-8-tasks grids.
-      for (int r : {1, 2}) {
-        if (r == 1 && out == GemvOutput::kSwiglu) continue;
-        for (bool persistent : {true, false}) {
-          run_case({r + 1, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, {r, persistent}}, rng, stats);
+      // Every launch shape of each kernel: rows per task 1 and 2, persistent (grid-strided) and
+      // one-CTA-per-8-tasks grids, the smallest and largest rings, 1 and 2 CTAs per SM. The CTA kernel
+      // needs in_dim % 64 == 0 (else it falls back): 1088 = 17 chunks a warp share (a partial lane
+      // step), 8256 = 129 (one row a task, tail piece), with out_dim leaving a partial last task.
+      for (GemvKernel k : kKernels) {
+        for (int r : {1, 2}) {
+          if (r == 1 && out == GemvOutput::kSwiglu) continue;
+          for (bool persistent : {true, false}) {
+            const GemvTuning t{r, persistent, 2, k, 3};
+            run_case({r + 1, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, t}, rng, stats);
+          }
+        }
+        if (k != GemvKernel::kRegisters) {
+          for (int slots : {2, 8}) {
+            run_case({1, 2056, 518, in, out, slots == 2, {0, true, 1, k, slots}}, rng, stats);
+            run_case({slots == 2 ? 3 : 8, 1088, out == GemvOutput::kSwiglu ? 1030 : 1027, in, out, true, {0, true, slots / 2, k, slots}}, rng, stats);
+          }
+          run_case({2, 8256, out == GemvOutput::kSwiglu ? 262 : 261, in, out, false, {0, true, 1, k, 3}}, rng, stats);
+          run_case({1, 64, out == GemvOutput::kSwiglu ? 2 : 1, in, out, true, {0, true, 2, k, 3}}, rng, stats);
+        } else {
+          run_case({4, 264, 38, in, out, true, {0, true, 2, k}}, rng, stats);
+          run_case({1, 2056, 518, in, out, false, {0, true, 2, k}}, rng, stats);
         }
       }
     }
@@ -179,11 +208,15 @@ TEST_CASE("gemv at the LLaMA 3.1 8B decode shapes", "[gpu][gemv]") {
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   Stats stats;
-  for (int rows : {1, 8}) {
-    run_case({rows, 4096, 6144, GemvInput::kRmsNorm, GemvOutput::kBf16, true}, rng, stats);    // qkv
-    run_case({rows, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);     // o_proj
-    run_case({rows, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true}, rng, stats); // gate_up
-    run_case({rows, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true}, rng, stats);    // down
+  for (GemvKernel k : kKernels) {
+    GemvTuning t;
+    t.kernel = k;
+    for (int rows : {1, 8}) {
+      run_case({rows, 4096, 6144, GemvInput::kRmsNorm, GemvOutput::kBf16, true, t}, rng, stats);    // qkv
+      run_case({rows, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t}, rng, stats);     // o_proj
+      run_case({rows, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true, t}, rng, stats); // gate_up
+      run_case({rows, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t}, rng, stats);    // down
+    }
   }
   run_case({1, 4096, 32003, GemvInput::kRmsNorm, GemvOutput::kF32, true}, rng, stats);  // lm_head-like, odd N
 }
@@ -212,6 +245,8 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
   y = round_to_bf16(y);
   matmul_ref(y.data(), w2.data(), 1, K, N, z.data());
   for (int rep = 0; rep < 20; ++rep) {
+    GemvTuning t;  // every kernel after every kernel (rep 0..8), including itself
+    t.kernel = kKernels[rep % 3];
     d_y.poison();
     d_z.poison();
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -222,12 +257,13 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
     a.x = d_x.as<bf16>();
     a.out = d_y.get();
     a.pdl = true;
-    gemv(a, nullptr);
+    gemv(a, t, nullptr);
+    t.kernel = kKernels[(rep / 3) % 3];
     a.w = d_w2.as<bf16>();
     a.x = d_y.as<bf16>();
     a.output = GemvOutput::kF32;
     a.out = d_z.get();
-    gemv(a, nullptr);
+    gemv(a, t, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<float> got(N);
     d_z.download(got.data(), N * 4);
@@ -240,8 +276,8 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
 // kRopeKV against matmul_ref -> bf16 -> rope_ref -> bf16 -> kv_append_ref: the QKV row and both pools
 // (every element: unwritten slots must keep their random contents). One token has slot -1 (appends
 // nothing). GQA 4 q heads / 2 kv heads, head_dim 64 and 128, positions up to 100000 (llama3-scale angles).
-void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& rng, Stats& stats) {
-  CAPTURE(rows, in_dim, head_dim, pdl);
+void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, GemvKernel kernel, std::mt19937& rng, Stats& stats) {
+  CAPTURE(rows, in_dim, head_dim, pdl, name(kernel));
   const int q_heads = 4, kv_heads = 2, block_size = 16, num_blocks = 5;
   const int out_dim = (q_heads + 2 * kv_heads) * head_dim, q_dim = q_heads * head_dim, kv_dim = kv_heads * head_dim;
   const size_t K = in_dim, N = out_dim, M = rows;
@@ -301,7 +337,9 @@ void run_rope_case(int rows, int in_dim, int head_dim, bool pdl, std::mt19937& r
             d_k.as<bf16>(), d_v.as<bf16>(), layout};
   a.pdl = pdl;
   REQUIRE(gemv_supported(a));
-  gemv(a, nullptr);
+  GemvTuning tuning;
+  tuning.kernel = kernel;
+  gemv(a, tuning, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   auto download_bf16 = [](const GuardedBuffer& b, size_t count) {
     std::vector<uint16_t> bits(count);
@@ -336,9 +374,12 @@ TEST_CASE("gemv kRopeKV: projection, RoPE and paged K/V append in one kernel", "
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   Stats stats;
-  run_rope_case(1, 264, 64, true, rng, stats);
-  run_rope_case(3, 1032, 128, false, rng, stats);
-  run_rope_case(8, 4096, 128, true, rng, stats);
+  for (GemvKernel k : kKernels) {
+    run_rope_case(1, 264, 64, true, k, rng, stats);
+    run_rope_case(3, 1088, 128, false, k, rng, stats);
+    run_rope_case(8, 4096, 128, true, k, rng, stats);
+    run_rope_case(1, 4096, 128, true, k, rng, stats);
+  }
 }
 
 TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {

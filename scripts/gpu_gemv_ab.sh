@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# GPU machine, with binaries from scripts/pack_gpu_bin.sh (carry .gpubin): the GEMV kernel's evidence in
+# one call. The GEMV tests, fc_bench_gemv (every launch shape, per projection and one step's weights),
+# validate --device cuda on every fixture, then the issue-6 decode table with the default GEMV and with
+# the register kernel (--no-bulk-gemv), each step under a hard timeout, its log in OUT_DIR; summary last.
+#   scripts/gpu_gemv_ab.sh OUT_DIR [TEST_FILTER (default "[gemv]")]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?OUT_DIR}; filter=${2:-[gemv]}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
+b=.gpubin
+summary=()
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader > "$out/gpu.txt"
+t0=$(date +%s)
+timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
+summary+=("gpu tests $filter: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
+for m in tests/data/models/*/; do
+  n=$(basename "$m")
+  timeout -s KILL 60 $b/flashcore validate --model "$m" --reference "$m/reference.safetensors" --device cuda > "$out/validate_$n.log" 2>&1
+  summary+=("validate cuda $n: rc=$? $(grep -E '^(prefill|decode)' "$out/validate_$n.log" | awk '{print $1": rel "$3" top1 "$5}' | tr '\n' ' ')")
+done
+timeout -s KILL 240 $b/fc_bench_gemv > "$out/bench_gemv.txt" 2>&1
+summary+=("fc_bench_gemv: rc=$?")
+args="--prompt-len 512 --context 0,1024,8192,32768 --batch 1 --gen-len 48 --warmup 1 --iters 2"
+for variant in default --no-bulk-gemv; do
+  extra=""; [[ $variant != default ]] && extra=$variant
+  echo "flashcore bench --synthetic llama-3.1-8b $args $extra" > "$out/bench_$variant.txt"
+  timeout -s KILL 150 $b/flashcore bench --synthetic llama-3.1-8b $args $extra >> "$out/bench_$variant.txt" 2>&1
+  summary+=("bench $variant: rc=$?")
+done
+(cd "$out" && tar czf ../gemv_ab_logs.tgz . && mv ../gemv_ab_logs.tgz .)
+echo "================ fc_bench_gemv ================"
+cat "$out/bench_gemv.txt" | grep -v "^$" | tail -40
+for variant in default --no-bulk-gemv; do
+  echo "================ bench $variant ================"
+  grep -A8 "^batch" "$out/bench_$variant.txt" | head -10; grep "copy bandwidth" "$out/bench_$variant.txt"
+done
+echo "================ summary ================"
+printf '%s\n' "${summary[@]}"
