@@ -16,6 +16,9 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -58,7 +61,7 @@ std::vector<Variant> ablation_variants() {
   no_bulk.bulk_gemv = false;
   none.cuda_graph = none.gemv = none.bulk_gemv = none.fuse = none.pdl = false;
   return {{"all on", all}, {"no CUDA graph", no_graph}, {"no PDL", no_pdl}, {"no fusion", no_fuse},
-          {"GEMV from registers, not bulk copies", no_bulk}, {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
+          {"register GEMV only", no_bulk}, {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
 }
 
 double ms_since(Clock::time_point t0) {
@@ -384,7 +387,47 @@ Runner add_bench_command(CLI::App& app) {
   app.add_flag("--no-graph", [o](int64_t) { o->decode.cuda_graph = false; }, "decode without CUDA graphs");
   app.add_flag("--no-gemv", [o](int64_t) { o->decode.gemv = false; }, "cuBLASLt for 1..8-row products too");
   app.add_flag("--no-bulk-gemv", [o](int64_t) { o->decode.bulk_gemv = false; },
-               "the GEMV's register kernel instead of its cp.async.bulk shared-memory ring");
+               "the GEMV's register kernel for every projection (no cp.async.bulk kernels)");
+  app.add_option_function<std::string>(
+         "--gemv-tuning",
+         [o](const std::string& v) {
+           // KERNEL[,SLOTS[,CTAS_PER_SM[,LATE_TRIGGER]]], KERNEL one of reg, warp, cta (kernels/gemv.cuh)
+           std::vector<std::string> parts;
+           std::stringstream in(v);
+           for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+           const std::vector<std::string> kernels = {"reg", "warp", "cta"};
+           const auto k = std::find(kernels.begin(), kernels.end(), parts.empty() ? "" : parts[0]);
+           if (k == kernels.end() || parts.size() > 4) {
+             throw CLI::ValidationError("--gemv-tuning", "expected reg|warp|cta[,slots[,ctas_per_sm[,late 0|1]]], got '" + v + "'");
+           }
+           try {
+             o->decode.gemv_kernel = static_cast<int>(k - kernels.begin());
+             if (parts.size() > 1) o->decode.gemv_slots = std::stoi(parts[1]);
+             if (parts.size() > 2) o->decode.gemv_ctas_per_sm = std::stoi(parts[2]);
+             if (parts.size() > 3) o->decode.gemv_late_trigger = std::stoi(parts[3]);
+           } catch (const std::exception&) {
+             throw CLI::ValidationError("--gemv-tuning", "not a number in '" + v + "'");
+           }
+         },
+         "the GEMV's launch shape: reg|warp|cta[,slots[,ctas_per_sm[,late 0|1]]] (a measurement knob)");
+  app.add_option_function<std::string>(
+         "--gemv-kernels",
+         [o](const std::string& v) {
+           // K,K,K,K,K for qkv, o_proj, gate_up, down, lm_head; K one of reg, warp, cta, - (the default)
+           std::vector<std::string> parts;
+           std::stringstream in(v);
+           for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+           const std::vector<std::string> kernels = {"reg", "warp", "cta"};
+           if (parts.size() != 5) throw CLI::ValidationError("--gemv-kernels", "expected 5 kernels, got '" + v + "'");
+           for (int i = 0; i < 5; ++i) {
+             if (parts[i] == "-") continue;
+             const auto k = std::find(kernels.begin(), kernels.end(), parts[i]);
+             if (k == kernels.end()) throw CLI::ValidationError("--gemv-kernels", "unknown kernel '" + parts[i] + "'");
+             o->decode.gemv_kernel_of[i] = static_cast<int>(k - kernels.begin());
+           }
+         },
+         "the GEMV kernel per decode projection: qkv,o_proj,gate_up,down,lm_head, each reg|warp|cta|- "
+         "(a measurement knob)");
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");

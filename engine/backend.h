@@ -20,7 +20,17 @@ enum class DeviceKind { Cpu, Cuda };
 struct DecodeOptions {
   bool cuda_graph = true;  // a decode step is one CUDA graph replay (captured per batch size and split count)
   bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
-  bool bulk_gemv = true;   // the GEMV's weights through a cp.async.bulk shared-memory ring (sm_90), not registers
+  // The GEMV kernel (kernels/gemv.cuh GemvKernel: 0 registers, 1 per-warp bulk copies, 2 CTA-cooperative
+  // bulk copies) per fused decode projection: qkv, o_proj, gate_up, down, lm_head. Each the fastest in the
+  // whole decode step on an H200 (docs/PERFORMANCE.md, "GEMV kernels"); unfused GEMVs use registers.
+  int gemv_kernel_of[5] = {1, 0, 1, 0, 2};
+  bool bulk_gemv = true;   // false: the register kernel for every projection (the ablation)
+  // The GEMV's launch shape, for measurements (`bench --gemv-tuning`); -1 / 0 = the defaults above and
+  // kernels/gemv.cuh's.
+  int gemv_kernel = -1;    // every projection
+  int gemv_slots = 0;      // bulk ring slots per warp
+  int gemv_ctas_per_sm = 0;
+  int gemv_late_trigger = -1;  // 0/1: GemvTuning::late_trigger
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
   int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster

@@ -275,10 +275,16 @@ class CudaBackend final : public Backend {
   // values nothing reads.
   int cublas_rows(int rows) const { return options_.bucket_gemm_rows ? gemm_rows(rows) : rows; }
 
-  // fc::gemv with the decode options' kernel choice (the default bulk-copy kernel, or registers).
-  void run_gemv(const GemvArgs& a, cudaStream_t s) const {
+  // fc::gemv with the decode options' kernel for `projection` (0 qkv .. 4 lm_head; -1 unfused: registers).
+  void run_gemv(const GemvArgs& a, cudaStream_t s, int projection = -1) const {
+    const DecodeOptions& d = options_.decode;
     GemvTuning t;
-    if (!options_.decode.bulk_gemv) t.kernel = GemvKernel::kRegisters;
+    t.kernel = projection >= 0 ? static_cast<GemvKernel>(d.gemv_kernel_of[projection]) : GemvKernel::kRegisters;
+    if (d.gemv_kernel >= 0) t.kernel = static_cast<GemvKernel>(d.gemv_kernel);
+    if (!d.bulk_gemv) t.kernel = GemvKernel::kRegisters;
+    if (d.gemv_slots > 0) t.slots = d.gemv_slots;
+    if (d.gemv_ctas_per_sm > 0) t.ctas_per_sm = d.gemv_ctas_per_sm;
+    if (d.gemv_late_trigger >= 0) t.late_trigger = d.gemv_late_trigger != 0;
     gemv(a, t, s);
   }
 
@@ -411,17 +417,17 @@ class CudaBackend final : public Backend {
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
-      run_gemv(qkv_rope_args(li, n), s);
+      run_gemv(qkv_rope_args(li, n), s, 0);
       attention(st, li, s);
       GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
       o.x = attn_;
-      run_gemv(o, s);
-      run_gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s);
+      run_gemv(o, s, 1);
+      run_gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s, 2);
       GemvArgs down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
       down.x = act_;
-      run_gemv(down, s);
+      run_gemv(down, s, 3);
     }
-    run_gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s);
+    run_gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s, 4);
     on_logits(0, n);
   }
 

@@ -73,7 +73,7 @@ struct GemvTuning {
                            // CTA per 8 tasks
   int ctas_per_sm = 2;     // register kernel: 2 fill the register file (measured best on an H200); 1 leaves
                            // room for the next kernel's CTAs to prefetch beside this one (PDL), measured slower
-  GemvKernel kernel = GemvKernel::kBulkCta;
+  GemvKernel kernel = GemvKernel::kRegisters;  // the decode step picks one per projection (engine/backend.h)
   int slots = 3;           // bulk kernels: 4 KB ring slots per warp (2..8; fewer when the kRmsNorm rows need room)
   bool late_trigger = false;  // bulk kernels, PDL: let the next kernel launch once each warp has issued its last
                               // copy, not as soon as the CTA has started (its CTAs then wait on SMs meanwhile)

@@ -9,7 +9,7 @@
 // kernel's end is no longer held up by the warps that got less bandwidth, and a short kernel (o_proj:
 // 32 MB) has 8 tasks per CTA to balance over instead of 1 or 2 per warp.
 //
-// Numerics. Each warp's per-lane sums go through the xor butterfly, then warp 0 adds the 8 warps'
+// Numerics. Each warp's per-lane sums go through the xor butterfly, then one warp adds the 8 warps'
 // partial sums in warp order: deterministic, and the same fp32 products as the other kernels (the
 // summation order differs).
 #include "kernels/gemv_device.cuh"
@@ -28,6 +28,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kMaxU = kSlotChunks / (32 * R);  // 16-byte chunks a lane takes of one row piece, at most
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ float partial[2][kWarps][R][M];  // per task parity: each warp's sums
+  // Per task parity: `full` completes when all 8 warps have written their sums, `empty` when the task's
+  // epilogue warp has read them, so the buffer may take the task two further on.
+  __shared__ uint64_t full[2], empty[2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem) + warp * kBulkMaxSlots;
   uint4* ring = reinterpret_cast<uint4*>(smem + kBulkBarBytes) + warp * slots * kSlotChunks;
@@ -43,9 +46,15 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (lane == 0) {
     for (int i = 0; i < slots; ++i) mbar_init(&bars[i], 1);
+    if (warp == 0) {
+      for (int i = 0; i < 2; ++i) {
+        mbar_init(&full[i], kWarps);
+        mbar_init(&empty[i], 1);
+      }
+    }
     mbar_init_fence();
   }
-  __syncwarp();
+  __syncthreads();  // full / empty are shared by the warps
   auto issue = [&](int step) {  // lane 0
     const int slot = step % slots;
     const int t = blockIdx.x + (step / pieces) * gridDim.x;
@@ -110,18 +119,27 @@ __global__ void __launch_bounds__(kThreads, 1)
       issue(step + slots);
     }
     if (piece_index == pieces - 1) {
+      // The task's sums: every warp adds its share's through the butterfly and posts them; the epilogue
+      // warp (task_index % 8, so no one warp takes every epilogue's load latency, e.g. kAddF32's
+      // read of `out`) adds the 8 in warp order and stores. No CTA-wide barrier: the other warps go on
+      // streaming while it does.
       const int parity = task_index & 1;
+      const uint32_t use = static_cast<uint32_t>(task_index >> 1);  // this buffer's use count
+      float sums[R][M];
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const float v = warp_sum(acc[r][m]);
-          if (lane == 0) partial[parity][warp][r][m] = v;
-        }
-      // One barrier a task: warp 0 reads this parity's sums after it, and no warp writes this parity
-      // again before the next task's barrier, which warp 0 reaches only after its store.
-      __syncthreads();
-      if (warp == 0) {
+        for (int m = 0; m < M; ++m) sums[r][m] = warp_sum(acc[r][m]);
+      if (use > 0) mbar_wait(&empty[parity], (use - 1) & 1);
+      if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int m = 0; m < M; ++m) partial[parity][warp][r][m] = sums[r][m];
+        mbar_arrive(&full[parity]);
+      }
+      if (warp == task_index % kWarps) {
+        mbar_wait(&full[parity], use & 1);
         float total[R][M];
 #pragma unroll
         for (int r = 0; r < R; ++r)
@@ -132,6 +150,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int w = 0; w < kWarps; ++w) v += partial[parity][w][r][m];
             total[r][m] = v;
           }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[parity]);
         store_task<M, kOut, R>(p, blockIdx.x + task_index * gridDim.x, lane, total);
       }
     }
