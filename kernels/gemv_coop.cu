@@ -19,6 +19,16 @@ namespace gemv_detail {
 namespace {
 
 constexpr int kSlotChunks = kBulkSlotBytes / 16;
+constexpr int kFull = 1, kEmpty = 3;  // named barrier ids (0 is __syncthreads), one per task parity
+
+// Named barriers over the whole CTA (kThreads): bar.arrive does not wait; bar.sync waits until all
+// kThreads threads have arrived or synced, and makes their earlier shared-memory writes visible.
+__device__ __forceinline__ void named_sync(int id) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "n"(kThreads) : "memory");
+}
 
 template <int M, GemvInput kIn, GemvOutput kOut, int R>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -28,9 +38,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kMaxU = kSlotChunks / (32 * R);  // 16-byte chunks a lane takes of one row piece, at most
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ float partial[2][kWarps][R][M];  // per task parity: each warp's sums
-  // Per task parity: `full` completes when all 8 warps have written their sums, `empty` when the task's
-  // epilogue warp has read them, so the buffer may take the task two further on.
-  __shared__ uint64_t full[2], empty[2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem) + warp * kBulkMaxSlots;
   uint4* ring = reinterpret_cast<uint4*>(smem + kBulkBarBytes) + warp * slots * kSlotChunks;
@@ -46,15 +53,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (lane == 0) {
     for (int i = 0; i < slots; ++i) mbar_init(&bars[i], 1);
-    if (warp == 0) {
-      for (int i = 0; i < 2; ++i) {
-        mbar_init(&full[i], kWarps);
-        mbar_init(&empty[i], 1);
-      }
-    }
     mbar_init_fence();
   }
-  __syncthreads();  // full / empty are shared by the warps
+  __syncwarp();
   auto issue = [&](int step) {  // lane 0
     const int slot = step % slots;
     const int t = blockIdx.x + (step / pieces) * gridDim.x;
@@ -120,26 +121,29 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (piece_index == pieces - 1) {
       // The task's sums: every warp adds its share's through the butterfly and posts them; the epilogue
-      // warp (task_index % 8, so no one warp takes every epilogue's load latency, e.g. kAddF32's
-      // read of `out`) adds the 8 in warp order and stores. No CTA-wide barrier: the other warps go on
-      // streaming while it does.
+      // warp (task_index % 8, so no one warp takes every epilogue's load latency, e.g. kAddF32's read
+      // of `out`) adds the 8 in warp order and stores, while the other warps go on streaming. Named
+      // barriers hand the buffer of this task's parity over: kFull (the 7 other warps arrive after
+      // writing, the epilogue warp syncs before reading) and kEmpty (the epilogue warp arrives after
+      // reading when the buffer has a later use; the 7 others sync before writing that use).
       const int parity = task_index & 1;
-      const uint32_t use = static_cast<uint32_t>(task_index >> 1);  // this buffer's use count
+      const int epilogue_warp = task_index % kWarps;
       float sums[R][M];
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int m = 0; m < M; ++m) sums[r][m] = warp_sum(acc[r][m]);
-      if (use > 0) mbar_wait(&empty[parity], (use - 1) & 1);
+      if (task_index >= 2 && warp != (task_index - 2) % kWarps) named_sync(kEmpty + parity);
       if (lane == 0) {
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
           for (int m = 0; m < M; ++m) partial[parity][warp][r][m] = sums[r][m];
-        mbar_arrive(&full[parity]);
       }
-      if (warp == task_index % kWarps) {
-        mbar_wait(&full[parity], use & 1);
+      if (warp != epilogue_warp) {
+        named_arrive(kFull + parity);
+      } else {
+        named_sync(kFull + parity);
         float total[R][M];
 #pragma unroll
         for (int r = 0; r < R; ++r)
@@ -150,8 +154,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int w = 0; w < kWarps; ++w) v += partial[parity][w][r][m];
             total[r][m] = v;
           }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&empty[parity]);
+        if (task_index + 2 < my_tasks) named_arrive(kEmpty + parity);
         store_task<M, kOut, R>(p, blockIdx.x + task_index * gridDim.x, lane, total);
       }
     }
