@@ -64,6 +64,20 @@ std::vector<Variant> ablation_variants() {
           {"register GEMV only", no_bulk}, {"cuBLASLt, not GEMV", no_gemv}, {"all off", none}};
 }
 
+std::vector<std::string> split_commas(const std::string& v) {
+  std::vector<std::string> parts;
+  std::stringstream in(v);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+// reg, warp, cta -> DecodeOptions' GEMV kernel number (kernels/gemv.cuh GemvKernel); -1 if none.
+int gemv_kernel_index(const std::string& name) {
+  const std::vector<std::string> kernels = {"reg", "warp", "cta"};
+  const auto k = std::find(kernels.begin(), kernels.end(), name);
+  return k == kernels.end() ? -1 : static_cast<int>(k - kernels.begin());
+}
+
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -392,16 +406,13 @@ Runner add_bench_command(CLI::App& app) {
          "--gemv-tuning",
          [o](const std::string& v) {
            // KERNEL[,SLOTS[,CTAS_PER_SM[,LATE_TRIGGER]]], KERNEL one of reg, warp, cta (kernels/gemv.cuh)
-           std::vector<std::string> parts;
-           std::stringstream in(v);
-           for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-           const std::vector<std::string> kernels = {"reg", "warp", "cta"};
-           const auto k = std::find(kernels.begin(), kernels.end(), parts.empty() ? "" : parts[0]);
-           if (k == kernels.end() || parts.size() > 4) {
+           const std::vector<std::string> parts = split_commas(v);
+           const int k = parts.empty() ? -1 : gemv_kernel_index(parts[0]);
+           if (k < 0 || parts.size() > 4) {
              throw CLI::ValidationError("--gemv-tuning", "expected reg|warp|cta[,slots[,ctas_per_sm[,late 0|1]]], got '" + v + "'");
            }
            try {
-             o->decode.gemv_kernel = static_cast<int>(k - kernels.begin());
+             o->decode.gemv_kernel = k;
              if (parts.size() > 1) o->decode.gemv_slots = std::stoi(parts[1]);
              if (parts.size() > 2) o->decode.gemv_ctas_per_sm = std::stoi(parts[2]);
              if (parts.size() > 3) o->decode.gemv_late_trigger = std::stoi(parts[3]);
@@ -414,16 +425,13 @@ Runner add_bench_command(CLI::App& app) {
          "--gemv-kernels",
          [o](const std::string& v) {
            // K,K,K,K,K for qkv, o_proj, gate_up, down, lm_head; K one of reg, warp, cta, - (the default)
-           std::vector<std::string> parts;
-           std::stringstream in(v);
-           for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-           const std::vector<std::string> kernels = {"reg", "warp", "cta"};
+           const std::vector<std::string> parts = split_commas(v);
            if (parts.size() != 5) throw CLI::ValidationError("--gemv-kernels", "expected 5 kernels, got '" + v + "'");
            for (int i = 0; i < 5; ++i) {
              if (parts[i] == "-") continue;
-             const auto k = std::find(kernels.begin(), kernels.end(), parts[i]);
-             if (k == kernels.end()) throw CLI::ValidationError("--gemv-kernels", "unknown kernel '" + parts[i] + "'");
-             o->decode.gemv_kernel_of[i] = static_cast<int>(k - kernels.begin());
+             const int k = gemv_kernel_index(parts[i]);
+             if (k < 0) throw CLI::ValidationError("--gemv-kernels", "unknown kernel '" + parts[i] + "'");
+             o->decode.gemv_kernel_of[i] = k;
            }
          },
          "the GEMV kernel per decode projection: qkv,o_proj,gate_up,down,lm_head, each reg|warp|cta|- "
