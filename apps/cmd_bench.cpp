@@ -301,7 +301,10 @@ int run_bench(const BenchOptions& o) {
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}}},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv},
+                                 {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
+                                                                     std::end(o.decode.gemv_kernel_of))},
+                                 {"gemv_kernel", o.decode.gemv_kernel}}},
                      {"bucket_gemm_rows", !o.exact_gemm_rows}};
 
   std::mt19937_64 rng(o.seed);
