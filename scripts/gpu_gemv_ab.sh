@@ -6,6 +6,7 @@
 #   scripts/gpu_gemv_ab.sh OUT_DIR [TEST_FILTER (default "[gemv]")]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/gpu_lib.sh
 out=${1:?OUT_DIR}; filter=${2:-[gemv]}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
@@ -15,11 +16,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 t0=$(date +%s)
 timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
 summary+=("gpu tests $filter: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
-for m in tests/data/models/*/; do
-  n=$(basename "$m")
-  timeout -s KILL 60 $b/flashcore validate --model "$m" --reference "$m/reference.safetensors" --device cuda > "$out/validate_$n.log" 2>&1
-  summary+=("validate cuda $n: rc=$? $(grep -E '^(prefill|decode)' "$out/validate_$n.log" | awk '{print $1": rel "$3" top1 "$5}' | tr '\n' ' ')")
-done
+validate_fixtures "$out"
 timeout -s KILL 240 $b/fc_bench_gemv > "$out/bench_gemv.txt" 2>&1
 summary+=("fc_bench_gemv: rc=$?")
 args="--prompt-len 512 --context 0,1024,8192,32768 --batch 1 --gen-len 48 --warmup 1 --iters 2"

@@ -5,6 +5,7 @@
 #   scripts/gpu_gemv_mixes.sh OUT_DIR MIX...      (MIX: e.g. reg,reg,warp,reg,cta)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/gpu_lib.sh
 out=${1:?OUT_DIR}; shift
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
@@ -18,5 +19,5 @@ echo "================ decode p50 ms, batch 1 (context 0 / 1024 / 8192) ========
 i=0
 for m in "$@"; do
   i=$((i + 1))
-  printf '%-24s %s\n' "$m" "$(awk '$1 == 1 && NF >= 10 {printf "%s (%s)  ", $3, $10}' "$out/mix_$i.txt")"
+  printf '%-24s %s\n' "$m" "$(decode_p50 "$out/mix_$i.txt")"
 done

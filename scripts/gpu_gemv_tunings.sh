@@ -5,6 +5,7 @@
 #   scripts/gpu_gemv_tunings.sh OUT_DIR TUNING...     (TUNING: reg|warp|cta[,slots[,ctas[,late]]])
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/gpu_lib.sh
 out=${1:?OUT_DIR}; shift
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
@@ -18,5 +19,5 @@ echo "================ fc_bench_gemv graph ================"
 grep -v "^$" "$out/graph.txt"
 echo "================ decode p50 ms (context 0 / 1024 / 8192 / 32768) ================"
 for t in "$@"; do
-  printf '%-16s %s\n' "$t" "$(awk '$1 == 1 && NF >= 10 {printf "%s (%s)  ", $3, $10}' "$out/bench_$t.txt")"
+  printf '%-16s %s\n' "$t" "$(decode_p50 "$out/bench_$t.txt")"
 done

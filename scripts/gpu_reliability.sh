@@ -7,6 +7,7 @@
 #   scripts/gpu_reliability.sh OUT_DIR [SANITIZE_SECONDS (0: none)] [--sanitize-only]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/gpu_lib.sh
 out=${1:?OUT_DIR}; sanitize_s=${2:-300}; only_sanitize=${3:-}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
@@ -17,11 +18,7 @@ if [[ $only_sanitize != --sanitize-only ]]; then
 t0=$(date +%s)
 timeout -s KILL 240 $b/fc_gpu_tests > "$out/gpu_tests.log" 2>&1
 summary+=("gpu tests: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
-for m in tests/data/models/*/; do
-  n=$(basename "$m")
-  timeout -s KILL 60 $b/flashcore validate --model "$m" --reference "$m/reference.safetensors" --device cuda > "$out/validate_$n.log" 2>&1
-  summary+=("validate cuda $n: rc=$? $(grep -E '^(prefill|decode)' "$out/validate_$n.log" | awk '{print $1": rel "$3" top1 "$5}' | tr '\n' ' ')")
-done
+validate_fixtures "$out"
 # Nothing else may use the GPU during a soak: its GPU figure is device-wide (cudaMemGetInfo).
 timeout -s KILL 150 $b/fc_soak --config configs/llama-3.2-1b.json > "$out/soak.txt" 2>&1
 summary+=("soak: rc=$? $(grep '^prefill sweep' "$out/soak.txt")" "      $(tail -1 "$out/soak.txt")")
