@@ -25,6 +25,7 @@
 #include "kernels/gather.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/gemv_chain.cuh"
 #include "kernels/random_fill.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -415,19 +416,32 @@ class CudaBackend final : public Backend {
     cudaStream_t s = stream_.get();
     const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
+    run_gemv(qkv_rope_args(0, n), s, 0);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
-      run_gemv(qkv_rope_args(li, n), s, 0);
       attention(st, li, s);
-      GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
+      // o_proj, gate/up, down, then the next layer's qkv (the last layer: lm_head), projections 1..4 / 0.
+      GemvChainArgs chain;
+      chain.count = 4;
+      chain.barrier = chain_barrier_.as<uint32_t>();
+      if (options_.decode.gemv_slots > 0) chain.slots = options_.decode.gemv_slots;
+      GemvArgs& o = chain.phases[0];
+      o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
       o.x = attn_;
-      run_gemv(o, s, 1);
-      run_gemv(gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), s, 2);
-      GemvArgs down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
+      chain.phases[1] = gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_);
+      GemvArgs& down = chain.phases[2];
+      down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
       down.x = act_;
-      run_gemv(down, s, 3);
+      const bool last = li + 1 == layers_.size();
+      chain.phases[3] = last ? gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_)
+                             : qkv_rope_args(li + 1, n);
+      if (options_.decode.gemv_chain && gemv_chain_supported(chain)) {
+        gemv_chain(chain, s);
+      } else {
+        const int projections[4] = {1, 2, 3, last ? 4 : 0};
+        for (int i = 0; i < 4; ++i) run_gemv(chain.phases[i], s, projections[i]);
+      }
     }
-    run_gemv(gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), s, 4);
     on_logits(0, n);
   }
 
@@ -596,6 +610,8 @@ class CudaBackend final : public Backend {
       const size_t ws = attention_decode_workspace_bytes(max_seqs_, c.num_heads, c.head_dim, kMaxDecodeSplits);
       decode_ws_ = DeviceBuffer(ws, "decode attention workspace");
     }
+    chain_barrier_ = DeviceBuffer(kGemvChainBarrierBytes, "GEMV chain barrier");
+    CUDA_CHECK(cudaMemset(chain_barrier_.get(), 0, kGemvChainBarrierBytes));
     gemm_ = std::make_unique<Gemm>();
   }
 
@@ -630,7 +646,7 @@ class CudaBackend final : public Backend {
   bf16* kv_pool_ = nullptr;  // layer l: K at 2l * pool_elems_, V at (2l + 1) * pool_elems_
   size_t pool_elems_ = 0;
 
-  DeviceBuffer workspace_, decode_ws_, sample_buf_;
+  DeviceBuffer workspace_, decode_ws_, sample_buf_, chain_barrier_;
   SamplingParams* d_sample_params_ = nullptr;
   int32_t* d_sample_ids_ = nullptr;
   float *residual_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;

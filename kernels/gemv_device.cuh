@@ -178,8 +178,19 @@ __device__ __forceinline__ void store_task(const GemvParams& p, int t, int lane,
   }
 }
 
+// A float4 of fp32 data: through L1 (kCoherent false), or from L2 only (kCoherent true) for data another
+// CTA of the same grid wrote, which L1 is not kept coherent with (the chained GEMV, gemv_chain.cu).
+template <bool kCoherent>
+__device__ __forceinline__ float4 load_f4(const float4* p) {
+  if constexpr (kCoherent) {
+    return __ldcg(p);
+  } else {
+    return *p;
+  }
+}
+
 // x rows for kRmsNorm: normalized into shared memory as bf16, (M, in_dim).
-template <int M>
+template <int M, bool kCoherent = false>
 __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
   __shared__ float partial[kWarps][M];
   __shared__ float inv_rms[M];
@@ -190,7 +201,7 @@ __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
     const float4* row = reinterpret_cast<const float4*>(p.residual + static_cast<int64_t>(m) * p.in_dim);
     float s = 0.f;
     for (int c = threadIdx.x; c < chunks; c += kThreads) {
-      const float4 a = row[2 * c], b = row[2 * c + 1];
+      const float4 a = load_f4<kCoherent>(row + 2 * c), b = load_f4<kCoherent>(row + 2 * c + 1);
       s += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
     }
     s = warp_sum(s);
@@ -211,7 +222,7 @@ __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       const float4* row = reinterpret_cast<const float4*>(p.residual + static_cast<int64_t>(m) * p.in_dim);
-      const float4 a = row[2 * c], b = row[2 * c + 1];
+      const float4 a = load_f4<kCoherent>(row + 2 * c), b = load_f4<kCoherent>(row + 2 * c + 1);
       const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
       uint4 packed;
       __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&packed);

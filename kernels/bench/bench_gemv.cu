@@ -17,6 +17,7 @@
 #include "kernels/cuda_utils.cuh"
 #include "kernels/gemm.cuh"
 #include "kernels/gemv.cuh"
+#include "kernels/gemv_chain.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/swiglu.cuh"
 
@@ -186,6 +187,10 @@ int main(int argc, char** argv) {
       proj(size_t(8) * hidden * 2, "proj"), gate_up_out(size_t(8) * 2 * inter * 2, "gate_up out"),
       act(size_t(8) * inter * 2, "act"), logits(size_t(8) * vocab * 4, "logits");
   CUDA_CHECK(cudaMemset(residual.get(), 0, residual.bytes()));
+  DeviceBuffer chain_barrier(kGemvChainBarrierBytes, "chain barrier"), qkv_f32(size_t(qkv) * 4, "qkv f32");
+  const size_t trace_per_chain = size_t(current_device_limits().sms) * 4 * 4 * 2;
+  DeviceBuffer trace(size_t(layers) * trace_per_chain * 8, "chain trace");
+  CUDA_CHECK(cudaMemset(chain_barrier.get(), 0, kGemvChainBarrierBytes));
   const double weight_bytes =
       double(layers) * 2 * (double(qkv) * hidden + double(hidden) * hidden + 3.0 * inter * hidden) +
       2.0 * vocab * hidden;
@@ -259,10 +264,37 @@ int main(int argc, char** argv) {
       };
     };
     auto fused = [&](bool pdl, GemvTuning t) { return fused_mix(pdl, t, -1, t); };
+    // The decode step's layout with kernels/gemv_chain.cuh: qkv of layer 0 alone, then per layer one chain
+    // o_proj -> gate_up -> down -> next qkv (fp32 out here: the bench has no RoPE) or lm_head.
+    auto chained = [&](int slots, int barrier_thread = 1, bool fences = true, uint64_t* trace = nullptr) {
+      return [&, slots, barrier_thread, fences, trace] {
+        gemv(norm_args(L[0].qkv, L[0].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), true), make(K::kBulkWarp, 3, 2), s);
+        for (int l = 0; l < layers; ++l) {
+          GemvChainArgs c;
+          c.count = 4;
+          c.slots = slots;
+          c.barrier = chain_barrier.as<uint32_t>();
+          c.barrier_thread = barrier_thread;
+          c.fences = fences;
+          c.trace = trace == nullptr ? nullptr : trace + size_t(l) * trace_per_chain;
+          c.phases[0] = bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, true);
+          c.phases[1] = norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), true);
+          c.phases[2] = bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, true);
+          c.phases[3] = l + 1 < layers ? norm_args(L[l + 1].qkv, L[l + 1].norm1, qkv, GemvOutput::kF32, qkv_f32.get(), true)
+                                       : norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), true);
+          gemv_chain(c, s);
+        }
+      };
+    };
     const struct {
       const char* name;
       std::function<void()> record;
-    } variants[] = {{"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
+    } variants[] = {{"chain s6", chained(6)},
+                    {"chain s4", chained(4)},
+                    {"chain s3", chained(3)},
+                    {"chain s4, barrier by thread 0", chained(4, 0)},
+                    {"chain s4, no extra fences", chained(4, 1, false)},
+                    {"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
                     {"gemv unfused, no PDL", unfused(true, false)},
                     {"gemv unfused, PDL", unfused(true, true)},
                     {"gemv fused, no PDL (default)", fused(false, GemvTuning{})},
@@ -293,6 +325,56 @@ int main(int argc, char** argv) {
       const double ms = time_graph(s, v.record, 15);
       std::printf("%-40s %2d %9.3f %8.1f%%\n", v.name, m, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
       std::fflush(stdout);
+    }
+    // A timeline of the chained step (eager launches, PDL): per phase, averaged over layers 1..30.
+    for (int slots : {4, 6}) {
+      chained(slots, 1, true, trace.as<uint64_t>())();  // warm
+      chained(slots, 1, true, trace.as<uint64_t>())();
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      std::vector<uint64_t> t(size_t(layers) * trace_per_chain);
+      CUDA_CHECK(cudaMemcpy(t.data(), trace.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+      const int grid = current_device_limits().sms;
+      auto at = [&](int l, int cta, int ph, int point, int which) {
+        return double(t[size_t(l) * trace_per_chain + ((size_t(cta) * 4 + ph) * 4 + point) * 2 + which]);
+      };
+      std::printf("\nchain s%d timeline (us; mean over CTAs and layers 1..30; clock64 durations at 1.98 GHz)\n", slots);
+      std::printf("%-8s %10s %10s %10s %10s %12s %12s\n", "phase", "barrier", "stage", "work", "work max",
+                  "done spread", "release->last");
+      const char* names[4] = {"o_proj", "gate_up", "down", "qkv"};
+      for (int ph = 0; ph < 4; ++ph) {
+        double wait = 0, stage = 0, work = 0, work_max = 0, spread = 0, critical = 0;
+        for (int l = 1; l < layers - 1; ++l) {
+          double done_min = 1e300, done_max = 0, release_max = 0;
+          for (int cta = 0; cta < grid; ++cta) {
+            wait += (at(l, cta, ph, 1, 1) - at(l, cta, ph, 0, 1)) / 1980.0;
+            stage += (at(l, cta, ph, 2, 1) - at(l, cta, ph, 1, 1)) / 1980.0;
+            const double w = (at(l, cta, ph, 3, 1) - at(l, cta, ph, 2, 1)) / 1980.0;
+            work += w;
+            work_max = std::max(work_max, w);
+            done_min = std::min(done_min, at(l, cta, ph, 3, 0));
+            done_max = std::max(done_max, at(l, cta, ph, 3, 0));
+            release_max = std::max(release_max, at(l, cta, ph, 1, 0));
+          }
+          spread += (done_max - done_min) / 1e3;
+          critical += (done_max - release_max) / 1e3;
+        }
+        const double n = double(layers - 2) * grid, nl = layers - 2;
+        std::printf("%-8s %10.2f %10.2f %10.2f %10.2f %12.2f %12.2f\n", names[ph], wait / n, stage / n, work / n,
+                    work_max, spread / nl, critical / nl);
+      }
+      double gap = 0, span = 0;
+      for (int l = 1; l < layers - 1; ++l) {
+        double end_prev = 0, start_min = 1e300, end_max = 0;
+        for (int cta = 0; cta < grid; ++cta) {
+          end_prev = std::max(end_prev, at(l - 1, cta, 3, 3, 0));
+          start_min = std::min(start_min, at(l, cta, 0, 0, 0));
+          end_max = std::max(end_max, at(l, cta, 3, 3, 0));
+        }
+        gap += (start_min - end_prev) / 1e3;
+        span += (end_max - start_min) / 1e3;
+      }
+      std::printf("chain kernel: %.2f us from its first CTA's start to its last CTA's end; previous chain's end to "
+                  "this one's first start %.2f us (layers 1..30)\n", span / (layers - 2), gap / (layers - 2));
     }
   }
   CUDA_CHECK(cudaStreamDestroy(s));
