@@ -1,11 +1,13 @@
 // Dependent one-row GEMVs in one persistent kernel (kernels/gemv_chain.cuh).
 //
-// Work split. One CTA of 8 warps per SM. Phase p's tasks (2 weight rows each, as in gemv.cu) are dealt
-// to the warps round-robin, continuing where phase p - 1's left off, so no warp gets the extra task of
-// every phase. A warp's steps (2 KB pieces of its 2 rows, one 4 KB ring slot) form one sequence over all
-// phases; lane 0 keeps `slots` of them in flight with cp.async.bulk and refills a slot as soon as the
-// lanes have multiplied it, crossing phase boundaries, so a warp waiting at the barrier between phases
-// has its next phase's first weights already arriving.
+// Work split. One CTA of 16 warps per SM. A task is 2 weight rows (as in gemv.cu). In each phase warp w
+// takes task w first (known before the previous kernel ends, so its weights are requested before
+// griddepcontrol.wait), then grabs more from the phase's atomic counter, one task ahead of need, so the
+// phase ends balanced whatever tasks / warps is. A warp's steps (2 KB pieces of its 2 rows, one 4 KB ring
+// slot each) form one sequence over all phases: lane 0 keeps `slots` of them in flight with
+// cp.async.bulk, tags each slot with its (phase, piece, task) and refills a slot as soon as the lanes have
+// multiplied it, crossing phase boundaries, so a warp waiting at the barrier between phases already has
+// its next phase's first weights arriving.
 //
 // Between phases: a grid barrier (an arrival counter and a generation word; the last CTA to arrive resets
 // the counter and bumps the generation, with release/acquire at GPU scope), then the phase's x is staged
@@ -30,6 +32,14 @@ using namespace gemv_detail;
 
 constexpr int kR = 2, kU = 4, kPiece = 32 * kU;  // a step: kPiece 16-byte chunks of each of 2 rows
 static_assert(kR * kPiece * 16 == kBulkSlotBytes, "a step fills one ring slot");
+constexpr int kChainWarps = 16, kChainThreads = kChainWarps * 32;
+// The RMSNorm statistics are summed by kThreads (256) threads in stage_rmsnorm's order (gemv_device.cuh),
+// so x is bitwise what gemv() stages; each keeps up to kCache chunks of the residual in registers.
+constexpr int kCache = 4;
+constexpr int kMetaBytes = kChainWarps * kBulkMaxSlots * 4;
+constexpr int kChainBarBytes = kChainWarps * kBulkMaxSlots * 8;
+// A slot's step: phase << 28 | piece << 20 | task.
+constexpr int kMaxTasks = 1 << 20, kMaxPieces = 1 << 8;
 
 enum class Phase : int { kAdd, kSwiglu, kRopeKV, kLogits };
 
@@ -38,14 +48,13 @@ struct ChainPhase {
   Phase kind;
   int norm_input;  // kRmsNorm: x = rmsnorm(residual); else the bf16 row p.x
   int pieces;      // steps per task
-  int shift;       // task t belongs to warp (t + shift) % warps
 };
 
 struct ChainParams {
   ChainPhase phase[kGemvChainMaxPhases];
   int count;
   int slots;
-  uint32_t* barrier;  // [arrivals, generation]
+  uint32_t* barrier;  // [arrivals, generation, exits, -, task counter of each phase]
   uint64_t* trace;
   int barrier_thread;
   int fences;
@@ -66,18 +75,30 @@ __device__ __forceinline__ uint32_t ld_acquire_gpu(const uint32_t* p) {
   return v;
 }
 
-// Every CTA's writes before the barrier are visible to every CTA after it.
+__device__ __forceinline__ void st_relaxed_gpu(uint32_t* p, uint32_t v) {
+  asm volatile("st.relaxed.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ uint32_t atom_add_acq_rel_gpu(uint32_t* p) {
+  uint32_t old;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(p) : "memory");
+  return old;
+}
+
+// Between phase - 1 and phase: every CTA's writes before it are visible to every CTA after it. The last
+// CTA to arrive resets the arrivals and phase - 1's task counter (every grab on it has returned: a warp
+// arrives only after its producer left that phase on a grab's result) and bumps the generation.
 __device__ void grid_barrier(const ChainParams& c, int phase) {
   uint32_t* bar = c.barrier;
   __syncthreads();
+  stamp(c.trace, c.count, phase - 1, 3);
   stamp(c.trace, c.count, phase, 0);
   if (threadIdx.x == c.barrier_thread) {
     const uint32_t generation = ld_acquire_gpu(bar + 1);  // cannot move on before this CTA arrives
     if (c.fences) __threadfence();
-    uint32_t arrived;
-    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(arrived) : "l"(bar) : "memory");
-    if (arrived == gridDim.x - 1) {
-      asm volatile("st.relaxed.gpu.global.u32 [%0], 0;\n" ::"l"(bar) : "memory");
+    if (atom_add_acq_rel_gpu(bar) == gridDim.x - 1) {
+      st_relaxed_gpu(bar, 0);
+      st_relaxed_gpu(bar + 4 + phase - 1, 0);
       asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(bar + 1), "r"(generation + 1) : "memory");
     } else {
       while (ld_acquire_gpu(bar + 1) == generation) {
@@ -98,23 +119,123 @@ __device__ __forceinline__ int chain_row(const ChainPhase& ph, int t, int r) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads, 1) gemv_chain_kernel(const __grid_constant__ ChainParams c) {
+// The norm weights a reducer thread will need for phase P (constant: loaded before the barrier).
+__device__ __forceinline__ void prefetch_norm(const ChainPhase& P, uint4 (&nw)[kCache]) {
+  if (!P.norm_input || threadIdx.x >= kThreads) return;
+  const uint4* weight = reinterpret_cast<const uint4*>(P.p.norm_weight);
+#pragma unroll
+  for (int k = 0; k < kCache; ++k) {
+    const int ci = threadIdx.x + k * kThreads;
+    if (ci < P.p.in_dim / 8) nw[k] = __ldg(weight + ci);
+  }
+}
+
+// Phase P's x into shared memory: stage_rmsnorm's arithmetic (same threads, same order), one pass over the
+// residual for in_dim <= kCache * 2048; or the bf16 row. Residual and x are read from L2 (another CTA of
+// this grid may have written them).
+__device__ void stage_x(const ChainPhase& P, uint4* smem_x, const uint4 (&nw)[kCache]) {
+  const int chunks = P.p.in_dim / 8;
+  if (!P.norm_input) {
+    const uint4* x = reinterpret_cast<const uint4*>(P.p.x);
+    for (int i = threadIdx.x; i < chunks; i += kChainThreads) smem_x[i] = __ldcg(x + i);
+    __syncthreads();
+    return;
+  }
+  __shared__ float partial[kWarps];
+  __shared__ float inv_rms;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const float4* row = reinterpret_cast<const float4*>(P.p.residual);
+  float4 a[kCache], b[kCache];
+  if (tid < kThreads) {
+#pragma unroll
+    for (int k = 0; k < kCache; ++k) {
+      const int ci = tid + k * kThreads;
+      if (ci < chunks) {
+        a[k] = __ldcg(row + 2 * ci);
+        b[k] = __ldcg(row + 2 * ci + 1);
+      }
+    }
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < kCache; ++k) {
+      if (tid + k * kThreads < chunks) {
+        const float4 A = a[k], B = b[k];
+        s += A.x * A.x + A.y * A.y + A.z * A.z + A.w * A.w + B.x * B.x + B.y * B.y + B.z * B.z + B.w * B.w;
+      }
+    }
+    for (int ci = tid + kCache * kThreads; ci < chunks; ci += kThreads) {
+      const float4 A = __ldcg(row + 2 * ci), B = __ldcg(row + 2 * ci + 1);
+      s += A.x * A.x + A.y * A.y + A.z * A.z + A.w * A.w + B.x * B.x + B.y * B.y + B.z * B.z + B.w * B.w;
+    }
+    s = warp_sum(s);
+    if (lane == 0) partial[warp] = s;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    float total = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += partial[w];
+    inv_rms = rsqrtf(total / P.p.in_dim + P.p.eps);
+  }
+  __syncthreads();
+  if (tid < kThreads) {
+    const float inv = inv_rms;
+    auto normalize = [&](int ci, const uint4& wq, const float4& A, const float4& B) {
+      float w[8];
+      unpack8(wq, w);
+      const float v[8] = {A.x, A.y, A.z, A.w, B.x, B.y, B.z, B.w};
+      uint4 packed;
+      __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&packed);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        h2[j] = __floats2bfloat162_rn(w[2 * j] * (v[2 * j] * inv), w[2 * j + 1] * (v[2 * j + 1] * inv));
+      }
+      smem_x[ci] = packed;
+    };
+#pragma unroll
+    for (int k = 0; k < kCache; ++k) {
+      const int ci = tid + k * kThreads;
+      if (ci < chunks) normalize(ci, nw[k], a[k], b[k]);
+    }
+    const uint4* weight = reinterpret_cast<const uint4*>(P.p.norm_weight);
+    for (int ci = tid + kCache * kThreads; ci < chunks; ci += kThreads) {
+      normalize(ci, __ldg(weight + ci), __ldcg(row + 2 * ci), __ldcg(row + 2 * ci + 1));
+    }
+  }
+  __syncthreads();
+}
+
+__device__ __forceinline__ void store_chain_task(const ChainPhase& P, int t, int lane, const float (&acc)[kR][1]) {
+  switch (P.kind) {
+    case Phase::kAdd:
+      if (lane == 0) {
+        float* out = static_cast<float*>(P.p.out);
+#pragma unroll
+        for (int r = 0; r < kR; ++r) {
+          const int row = t * kR + r;
+          if (row < P.p.out_dim) __stcg(out + row, __ldcg(out + row) + acc[r][0]);
+        }
+      }
+      break;
+    case Phase::kSwiglu: store_task<1, GemvOutput::kSwiglu, kR>(P.p, t, lane, acc); break;
+    case Phase::kRopeKV: store_task<1, GemvOutput::kRopeKV, kR>(P.p, t, lane, acc); break;
+    case Phase::kLogits: store_task<1, GemvOutput::kF32, kR>(P.p, t, lane, acc); break;
+  }
+}
+
+__global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __grid_constant__ ChainParams c) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) uint8_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int slots = c.slots;
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem) + warp * kBulkMaxSlots;
-  uint4* ring = reinterpret_cast<uint4*>(smem + kBulkBarBytes) + warp * slots * kR * kPiece;
-  uint4* smem_x = reinterpret_cast<uint4*>(smem + kBulkBarBytes + kWarps * slots * kBulkSlotBytes);
-  const int warps = gridDim.x * kWarps;
-  const int me = blockIdx.x * kWarps + warp;
+  uint32_t* meta = reinterpret_cast<uint32_t*>(smem + kChainBarBytes) + warp * kBulkMaxSlots;
+  uint4* ring = reinterpret_cast<uint4*>(smem + kChainBarBytes + kMetaBytes) + warp * slots * kR * kPiece;
+  uint4* smem_x = reinterpret_cast<uint4*>(smem + kChainBarBytes + kMetaBytes + kChainWarps * slots * kBulkSlotBytes);
+  const int warps = gridDim.x * kChainWarps;
+  const int me = blockIdx.x * kChainWarps + warp;
+  uint32_t* counters = c.barrier + 4;
   const uint64_t policy = evict_first_policy();
-
-  auto first_task = [&](int ph) { return (me - c.phase[ph].shift + warps) % warps; };
-  auto steps_of = [&](int ph) {
-    const int first = first_task(ph), tasks = c.phase[ph].p.tasks;
-    return first < tasks ? (tasks - first + warps - 1) / warps * c.phase[ph].pieces : 0;
-  };
 
   if (lane == 0) {
     for (int i = 0; i < slots; ++i) mbar_init(&bars[i], 1);
@@ -122,118 +243,125 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_chain_kernel(const __grid_co
   }
   __syncwarp();
 
-  // The producer (lane 0): the next step to request as (phase, step of it), and the steps requested so far.
-  int issue_phase = 0, issue_step = 0, issue_steps = steps_of(0), issued = 0;
-  auto issue_next = [&]() {
-    while (issue_step >= issue_steps) {
-      if (issue_phase + 1 >= c.count) return;
-      ++issue_phase;
-      issue_step = 0;
-      issue_steps = steps_of(issue_phase);
-    }
-    const ChainPhase& ph = c.phase[issue_phase];
-    const int chunks = ph.p.in_dim / 8;
-    const int t = first_task(issue_phase) + (issue_step / ph.pieces) * warps;
-    const int c0 = (issue_step % ph.pieces) * kPiece;
+  // The producer (lane 0). Each phase's tasks: warp `me` takes task `me` first, then grabs more from the
+  // phase's counter (tasks warps, warps + 1, ...), one task ahead, so the grab's latency is hidden.
+  int pph = 0, ptask = me, ppiece = 0, pnext = -1, issued = 0, pslot = 0;
+  bool pdone = false;
+  auto issue_step = [&](int ph, int t, int piece) {
+    const ChainPhase& P = c.phase[ph];
+    const int chunks = P.p.in_dim / 8;
+    const int c0 = piece * kPiece;
     const uint32_t bytes = static_cast<uint32_t>(min(kPiece, chunks - c0)) * 16;
-    const int slot = issued % slots;
-    mbar_expect_tx(&bars[slot], kR * bytes);
+    meta[pslot] = static_cast<uint32_t>(ph) << 28 | static_cast<uint32_t>(piece) << 20 | static_cast<uint32_t>(t);
+    mbar_expect_tx(&bars[pslot], kR * bytes);
 #pragma unroll
     for (int r = 0; r < kR; ++r) {
-      const bf16* row = ph.p.w + static_cast<int64_t>(chain_row(ph, t, r)) * ph.p.in_dim;
-      bulk_copy(ring + (slot * kR + r) * kPiece, row + c0 * 8, bytes, &bars[slot], policy);
+      const bf16* row = P.p.w + static_cast<int64_t>(chain_row(P, t, r)) * P.p.in_dim;
+      bulk_copy(ring + (pslot * kR + r) * kPiece, row + c0 * 8, bytes, &bars[pslot], policy);
     }
-    ++issue_step;
     ++issued;
+    if (++pslot == slots) pslot = 0;
   };
-  // Weights never depend on the previous kernel: the whole ring is requested before waiting.
-  if (lane == 0) {
-    for (int s = 0; s < slots; ++s) issue_next();
-  }
-  griddep_wait();
-
-  int consumed = 0;
-  for (int ph = 0; ph < c.count; ++ph) {
-    if (ph > 0) {
-      grid_barrier(c, ph);
-    } else {
-      stamp(c.trace, c.count, 0, 0);
-      stamp(c.trace, c.count, 0, 1);
-    }
-    const ChainPhase& P = c.phase[ph];
-    if (ph == c.count - 1) griddep_launch_dependents();
-    if (P.norm_input) {
-      stage_rmsnorm<1, true>(P.p, smem_x);
-    } else {
-      const uint4* x = reinterpret_cast<const uint4*>(P.p.x);
-      for (int i = threadIdx.x; i < P.p.in_dim / 8; i += kThreads) smem_x[i] = __ldcg(x + i);
-      __syncthreads();
-    }
-    stamp(c.trace, c.count, ph, 2);
-    auto run = [&](auto kind) {
-      constexpr Phase kKind = decltype(kind)::value;
-      const int chunks = P.p.in_dim / 8, pieces = P.pieces;
-      const int steps = steps_of(ph), first = first_task(ph);
-      float acc[kR][1];
-      for (int s = 0; s < steps; ++s) {
-        const int slot = consumed % slots;
-        const int piece = s % pieces;
-        if (piece == 0) {
-#pragma unroll
-          for (int r = 0; r < kR; ++r) acc[r][0] = 0.f;
-        }
-        mbar_wait(&bars[slot], (consumed / slots) & 1);
-        const uint4* wv = ring + slot * kR * kPiece;
-#pragma unroll
-        for (int u = 0; u < kU; ++u) {
-          const int ci = piece * kPiece + lane + 32 * u;
-          if (ci < chunks) {
-            float f[kR][8];
-#pragma unroll
-            for (int r = 0; r < kR; ++r) unpack8(wv[r * kPiece + lane + 32 * u], f[r]);
-            const uint4 xv = smem_x[ci];
-#pragma unroll
-            for (int r = 0; r < kR; ++r) acc[r][0] = dot8(f[r], xv, acc[r][0]);
-          }
-        }
-        __syncwarp();
-        if (lane == 0) {
-          fence_proxy_async();
-          issue_next();
-        }
-        ++consumed;
-        if (piece == pieces - 1) {
-#pragma unroll
-          for (int r = 0; r < kR; ++r) acc[r][0] = warp_sum(acc[r][0]);
-          const int t = first + (s / pieces) * warps;
-          if constexpr (kKind == Phase::kAdd) {
-            if (lane == 0) {
-              float* out = static_cast<float*>(P.p.out);
-#pragma unroll
-              for (int r = 0; r < kR; ++r) {
-                const int row = t * kR + r;
-                if (row < P.p.out_dim) __stcg(out + row, __ldcg(out + row) + acc[r][0]);
-              }
-            }
-          } else if constexpr (kKind == Phase::kSwiglu) {
-            store_task<1, GemvOutput::kSwiglu, kR>(P.p, t, lane, acc);
-          } else if constexpr (kKind == Phase::kRopeKV) {
-            store_task<1, GemvOutput::kRopeKV, kR>(P.p, t, lane, acc);
-          } else {
-            store_task<1, GemvOutput::kF32, kR>(P.p, t, lane, acc);
-          }
-        }
+  auto issue_next = [&]() {  // after griddep_wait (grabs touch the counters)
+    if (pdone) return;
+    while (ptask >= c.phase[pph].p.tasks) {
+      if (pph + 1 >= c.count) {
+        pdone = true;
+        return;
       }
-    };
-    switch (P.kind) {
-      case Phase::kAdd: run(std::integral_constant<Phase, Phase::kAdd>{}); break;
-      case Phase::kSwiglu: run(std::integral_constant<Phase, Phase::kSwiglu>{}); break;
-      case Phase::kRopeKV: run(std::integral_constant<Phase, Phase::kRopeKV>{}); break;
-      case Phase::kLogits: run(std::integral_constant<Phase, Phase::kLogits>{}); break;
+      ++pph;
+      ptask = me;
+      ppiece = 0;
+      pnext = -1;
     }
-    if (c.trace != nullptr) {
-      __syncthreads();
-      stamp(c.trace, c.count, ph, 3);
+    if (pnext < 0) pnext = warps + static_cast<int>(atomicAdd(counters + pph, 1u));
+    issue_step(pph, ptask, ppiece);
+    if (++ppiece == c.phase[pph].pieces) {
+      ppiece = 0;
+      ptask = pnext;
+      pnext = -1;
+    }
+  };
+  // Weights never depend on the previous kernel: the first task's first steps are requested before waiting.
+  if (lane == 0 && me < c.phase[0].p.tasks) {
+    const int n = min(slots, c.phase[0].pieces);
+    for (int i = 0; i < n; ++i) issue_step(0, me, i);
+    ppiece = n;
+  }
+  uint4 nw[kCache];
+  prefetch_norm(c.phase[0], nw);
+  griddep_wait();
+  if (lane == 0) {
+    if (ppiece == c.phase[0].pieces) {  // the first task is all requested: grab the next
+      ppiece = 0;
+      ptask = warps + static_cast<int>(atomicAdd(counters, 1u));
+    }
+    while (issued < slots && !pdone) issue_next();
+  }
+  stage_x(c.phase[0], smem_x, nw);
+  if (c.count == 1) griddep_launch_dependents();
+
+  int consumed = 0, cslot = 0, cph = 0;
+  uint32_t parity = 0;
+  float acc[kR][1] = {};
+  for (;;) {
+    __syncwarp();
+    const bool have = consumed < __shfl_sync(0xffffffffu, issued, 0);
+    const uint32_t m = have ? meta[cslot] : 0;
+    const int mph = have ? static_cast<int>(m >> 28) : c.count;
+    while (cph < mph && cph + 1 < c.count) {  // this warp is done with phase cph: the CTA moves on together
+      ++cph;
+      prefetch_norm(c.phase[cph], nw);
+      grid_barrier(c, cph);
+      stage_x(c.phase[cph], smem_x, nw);
+      if (cph == c.count - 1) griddep_launch_dependents();
+    }
+    if (!have) break;
+    const ChainPhase& P = c.phase[cph];
+    const int task = static_cast<int>(m & (kMaxTasks - 1)), piece = static_cast<int>((m >> 20) & (kMaxPieces - 1));
+    const int chunks = P.p.in_dim / 8;
+    if (piece == 0) {
+#pragma unroll
+      for (int r = 0; r < kR; ++r) acc[r][0] = 0.f;
+    }
+    mbar_wait(&bars[cslot], parity);
+    const uint4* wv = ring + cslot * kR * kPiece;
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int ci = piece * kPiece + lane + 32 * u;
+      if (ci < chunks) {
+        float f[kR][8];
+#pragma unroll
+        for (int r = 0; r < kR; ++r) unpack8(wv[r * kPiece + lane + 32 * u], f[r]);
+        const uint4 xv = smem_x[ci];
+#pragma unroll
+        for (int r = 0; r < kR; ++r) acc[r][0] = dot8(f[r], xv, acc[r][0]);
+      }
+    }
+    __syncwarp();
+    if (lane == 0) {
+      fence_proxy_async();
+      issue_next();
+    }
+    ++consumed;
+    if (++cslot == slots) {
+      cslot = 0;
+      parity ^= 1;
+    }
+    if (piece == P.pieces - 1) {
+#pragma unroll
+      for (int r = 0; r < kR; ++r) acc[r][0] = warp_sum(acc[r][0]);
+      store_chain_task(P, task, lane, acc);
+    }
+  }
+  // The last CTA out resets the last phase's task counter and the exit count for the next launch.
+  __syncthreads();
+  stamp(c.trace, c.count, c.count - 1, 3);
+  if (threadIdx.x == c.barrier_thread) {
+    uint32_t* bar = c.barrier;
+    if (atom_add_acq_rel_gpu(bar + 2) == gridDim.x - 1) {
+      st_relaxed_gpu(counters + c.count - 1, 0);
+      st_relaxed_gpu(bar + 2, 0);
     }
   }
 #endif
@@ -261,8 +389,8 @@ int x_bytes(const GemvChainArgs& a) {
 }
 
 int chain_slots(const GemvChainArgs& a) {
-  const int room = kBulkMaxSmemBytes - kBulkBarBytes - x_bytes(a);
-  const int slots = std::min({a.slots, kBulkMaxSlots, room / (kWarps * kBulkSlotBytes)});
+  const int room = kBulkMaxSmemBytes - kChainBarBytes - kMetaBytes - x_bytes(a);
+  const int slots = std::min({a.slots, kBulkMaxSlots, room / (kChainWarps * kBulkSlotBytes)});
   return slots >= 2 ? slots : 0;
 }
 
@@ -273,7 +401,9 @@ bool gemv_chain_supported(const GemvChainArgs& a) {
   if (current_device_limits().cc_major < 9) return false;
   for (int i = 0; i < a.count; ++i) {
     Phase kind;
-    if (a.phases[i].rows != 1 || !phase_kind(a.phases[i], &kind) || !gemv_supported(a.phases[i])) return false;
+    const GemvArgs& g = a.phases[i];
+    if (g.rows != 1 || !phase_kind(g, &kind) || !gemv_supported(g)) return false;
+    if (g.out_dim / 2 + 1 >= kMaxTasks || (g.in_dim / 8 + kPiece - 1) / kPiece >= kMaxPieces) return false;
   }
   return chain_slots(a) > 0;
 }
@@ -289,14 +419,24 @@ void gemv_chain(const GemvChainArgs& a, cudaStream_t stream) {
   c.slots = chain_slots(a);
   c.barrier = a.barrier;
   c.trace = a.trace;
-  c.barrier_thread = std::clamp(a.barrier_thread, 0, kThreads - 1);
+  c.barrier_thread = std::clamp(a.barrier_thread, 0, kChainThreads - 1);
   c.fences = a.fences ? 1 : 0;
-  const int smem = kBulkBarBytes + kWarps * c.slots * kBulkSlotBytes + x_bytes(a);
-  static thread_local int cached_smem = -1, cached_blocks = 0;
-  resident_ctas(gemv_chain_kernel, smem, &cached_smem, &cached_blocks);  // opts in to the shared memory
+  const int smem = kChainBarBytes + kMetaBytes + kChainWarps * c.slots * kBulkSlotBytes + x_bytes(a);
+  static thread_local int cached_smem = -1;
+  if (cached_smem != smem) {  // opt in to the shared memory; the barrier needs a CTA resident on every SM
+    int device = 0, optin = 0, blocks = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    cudaFuncAttributes attributes{};
+    CUDA_CHECK(cudaFuncGetAttributes(&attributes, gemv_chain_kernel));
+    const int allowed = optin - static_cast<int>(attributes.sharedSizeBytes);
+    if (smem > allowed) fail("gemv_chain: {} bytes of shared memory requested, the device allows {}", smem, allowed);
+    CUDA_CHECK(cudaFuncSetAttribute(gemv_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, allowed));
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, gemv_chain_kernel, kChainThreads, smem));
+    if (blocks < 1) fail("gemv_chain: the kernel cannot be resident ({} bytes of shared memory)", smem);
+    cached_smem = smem;
+  }
   const int grid = current_device_limits().sms;
-  const int warps = grid * kWarps;
-  int64_t dealt = 0;  // tasks of the earlier phases
   for (int i = 0; i < a.count; ++i) {
     const GemvArgs& g = a.phases[i];
     ChainPhase& ph = c.phase[i];
@@ -313,10 +453,8 @@ void gemv_chain(const GemvChainArgs& a, cudaStream_t stream) {
     ph.p.rope = g.rope;
     ph.p.tasks = ph.kind == Phase::kSwiglu || ph.kind == Phase::kRopeKV ? g.out_dim / 2 : (g.out_dim + kR - 1) / kR;
     ph.pieces = (g.in_dim / 8 + kPiece - 1) / kPiece;
-    ph.shift = static_cast<int>(dealt % warps);
-    dealt += ph.p.tasks;
   }
-  const LaunchConfig launch(dim3(grid), dim3(kThreads), smem, stream, a.phases[0].pdl);
+  const LaunchConfig launch(dim3(grid), dim3(kChainThreads), smem, stream, a.phases[0].pdl);
   CUDA_CHECK(cudaLaunchKernelEx(&launch.config, gemv_chain_kernel, c));
   CUDA_CHECK_LAUNCH();
 }

@@ -7,7 +7,7 @@
 // the weights of all phases through its own shared-memory ring of cp.async.bulk copies in one sequence,
 // so while it waits for the previous phase to finish everywhere (a grid barrier: phase p + 1 reads the
 // whole output of phase p), its ring is already filling with phase p + 1's weights: weights never depend
-// on the activations.
+// on the activations; a warp's tasks come from a per-phase counter, so phases end balanced.
 //
 // Each phase is what gemv() computes for the same GemvArgs (rows == 1, same numerics: the per-warp bulk
 // kernel with 2 weight rows a task, so results are bitwise those of gemv() with GemvKernel::kBulkWarp and
@@ -26,11 +26,11 @@ constexpr int kGemvChainMaxPhases = 4;
 struct GemvChainArgs {
   GemvArgs phases[kGemvChainMaxPhases];  // rows == 1; pdl taken from phases[0]
   int count = 0;                         // 1..kGemvChainMaxPhases
-  // The grid barrier's state: kGemvChainBarrierBytes of device memory, zeroed once before first use, then
-  // reused by every chain launched on one stream (each launch leaves it zeroed). Two chains must not run
-  // concurrently on one barrier.
+  // The grid barrier's state and the phases' task counters: kGemvChainBarrierBytes of device memory,
+  // zeroed once before first use, then reused by every chain launched on one stream (each launch leaves
+  // it as it found it). Two chains must not run concurrently on one barrier.
   uint32_t* barrier = nullptr;
-  int slots = 6;  // 4 KB ring slots per warp (2..8; fewer when the staged x needs the room)
+  int slots = 3;  // 4 KB ring slots per warp of 16 (2..8; fewer when the staged x needs the room)
   // Measurement knobs (fc_bench_gemv chaintrace). trace: when set, (grid, count, 4) pairs of u64 per CTA
   // and phase: %globaltimer (ns) and clock64 at [CTA done with the previous phase, barrier released,
   // x staged, CTA done with this phase]. barrier_thread: which thread of the CTA arrives and polls (0 is
@@ -40,7 +40,7 @@ struct GemvChainArgs {
   bool fences = true;
 };
 
-constexpr size_t kGemvChainBarrierBytes = 2 * sizeof(uint32_t);
+constexpr size_t kGemvChainBarrierBytes = (4 + kGemvChainMaxPhases) * sizeof(uint32_t);
 
 // Whether gemv_chain() takes these arguments: sm_90, every phase gemv_supported() with rows == 1 and one of
 // the supported (input, output) pairs, a barrier, and the largest staged x beside >= 2 ring slots.

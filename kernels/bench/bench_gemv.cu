@@ -289,11 +289,10 @@ int main(int argc, char** argv) {
     const struct {
       const char* name;
       std::function<void()> record;
-    } variants[] = {{"chain s6", chained(6)},
-                    {"chain s4", chained(4)},
-                    {"chain s3", chained(3)},
-                    {"chain s4, barrier by thread 0", chained(4, 0)},
-                    {"chain s4, no extra fences", chained(4, 1, false)},
+    } variants[] = {{"chain s3", chained(3)},
+                    {"chain s2", chained(2)},
+                    {"chain s3, barrier by thread 0", chained(3, 0)},
+                    {"chain s3, no extra fences", chained(3, 1, false)},
                     {"cuBLASLt + norm/swiglu/add kernels", unfused(false, false)},
                     {"gemv unfused, no PDL", unfused(true, false)},
                     {"gemv unfused, PDL", unfused(true, true)},
@@ -327,7 +326,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     // A timeline of the chained step (eager launches, PDL): per phase, averaged over layers 1..30.
-    for (int slots : {4, 6}) {
+    for (int slots : {3, 2}) {
       chained(slots, 1, true, trace.as<uint64_t>())();  // warm
       chained(slots, 1, true, trace.as<uint64_t>())();
       CUDA_CHECK(cudaStreamSynchronize(s));
