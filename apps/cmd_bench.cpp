@@ -43,7 +43,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   bool ablate = false;
   bool exact_gemm_rows = false;  // --exact-gemm-rows: BackendOptions::bucket_gemm_rows off
-  DecodeOptions decode;  // --no-graph / --no-gemv / --no-gemv-chain / --no-bulk-gemv / --no-fuse / --no-pdl
+  DecodeOptions decode;  // --no-graph / --no-gemv / --gemv-chain / --gemv-prefetch / --no-bulk-gemv / --no-fuse / --no-pdl
 };
 
 // The ablation variants: everything on, then each part of the decode fast path off alone, then all off
@@ -58,15 +58,16 @@ std::vector<Variant> ablation_variants() {
   no_pdl.pdl = false;
   no_fuse.fuse = false;
   no_gemv.gemv = false;
-  no_chain.gemv_chain = false;
-  no_bulk.bulk_gemv = no_bulk.gemv_chain = false;
-  none.cuda_graph = none.gemv = none.gemv_chain = none.bulk_gemv = none.fuse = none.pdl = false;
+  no_chain.gemv_prefetch_mb = 0;
+  no_bulk.bulk_gemv = false;
+  none.cuda_graph = none.gemv = none.bulk_gemv = none.fuse = none.pdl = false;
+  none.gemv_prefetch_mb = 0;
   return {{"all on", all},
           {"no CUDA graph", no_graph},
           {"no PDL", no_pdl},
           {"no fusion", no_fuse},
-          {"one kernel per GEMV (no chain)", no_chain},
-          {"register GEMV only, no chain", no_bulk},
+          {"no L2 prefetch of the next GEMV", no_chain},
+          {"register GEMV only", no_bulk},
           {"cuBLASLt, not GEMV", no_gemv},
           {"all off", none}};
 }
@@ -308,7 +309,7 @@ int run_bench(const BenchOptions& o) {
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb},
                                  {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
                                                                      std::end(o.decode.gemv_kernel_of))},
                                  {"gemv_kernel", o.decode.gemv_kernel}}},
@@ -410,10 +411,13 @@ Runner add_bench_command(CLI::App& app) {
                "switched off alone (CUDA graph, PDL, fusion, GEMV), then all of them");
   app.add_flag("--no-graph", [o](int64_t) { o->decode.cuda_graph = false; }, "decode without CUDA graphs");
   app.add_flag("--no-gemv", [o](int64_t) { o->decode.gemv = false; }, "cuBLASLt for 1..8-row products too");
-  app.add_flag("--no-bulk-gemv", [o](int64_t) { o->decode.bulk_gemv = o->decode.gemv_chain = false; },
-               "the GEMV's register kernel for every projection (no cp.async.bulk kernels, no chain)");
-  app.add_flag("--no-gemv-chain", [o](int64_t) { o->decode.gemv_chain = false; },
-               "one kernel per decode GEMV, not each layer's o_proj..next qkv as one persistent kernel");
+  app.add_flag("--no-bulk-gemv", [o](int64_t) { o->decode.bulk_gemv = false; },
+               "the GEMV's register kernel for every projection (no cp.async.bulk kernels)");
+  app.add_flag("--gemv-chain", [o](int64_t) { o->decode.gemv_chain = true; },
+               "each layer's o_proj..next qkv as one persistent kernel (kernels/gemv_chain.cuh; measured slower)");
+  app.add_option("--gemv-prefetch", o->decode.gemv_prefetch_mb,
+                 "MB of the next projection's weights each decode GEMV pulls into L2 when done (0 = off)")
+      ->check(CLI::Range(0, 1024));
   app.add_option_function<std::string>(
          "--gemv-tuning",
          [o](const std::string& v) {

@@ -35,7 +35,10 @@ struct DecodeOptions {
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   // One-row fused steps: each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one persistent
   // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90.
-  bool gemv_chain = true;
+  bool gemv_chain = false;
+  // One-row fused steps without the chain: each GEMV pulls the first gemv_prefetch_mb MB of the next
+  // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
+  int gemv_prefetch_mb = 16;
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
   int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster
                            // from 2 rows on an H200: fc_bench_gemv)

@@ -313,6 +313,11 @@ class CudaBackend final : public Backend {
     return a;
   }
 
+  struct GemvArgsItem {
+    GemvArgs args;
+    int projection;  // run_gemv's
+  };
+
   // Whether this step takes the fused GEMV decode path: every product of the step is a GEMV with its
   // neighbour fused (norm into the input, SwiGLU / residual add into the output).
   bool fused_decode(const StepShape& st) const {
@@ -416,6 +421,44 @@ class CudaBackend final : public Backend {
     cudaStream_t s = stream_.get();
     const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
     embedding(d_tokens_, n, embed_, c.vocab_size, hidden, residual_, s);
+    if (options_.decode.gemv_chain) {
+      run_chained_decode(st, s);
+      return on_logits(0, n);
+    }
+    // The step's GEMVs in order (projection 0 qkv .. 4 lm_head), each prefetching the next one's first
+    // weights into L2; the last prefetches layer 0's qkv, the next step's first.
+    std::vector<GemvArgsItem>& items = decode_items_;
+    items.clear();
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const LayerWeights& L = layers_[li];
+      items.push_back({qkv_rope_args(li, n), 0});
+      GemvArgs o = gemv_args(L.wo, n, c.q_dim(), hidden, GemvOutput::kAddF32, residual_);
+      o.x = attn_;
+      items.push_back({o, 1});
+      items.push_back({gemv_norm_args(L.w_gate_up, L.mlp_norm, n, 2 * inter, GemvOutput::kSwiglu, act_), 2});
+      GemvArgs down = gemv_args(L.w_down, n, inter, hidden, GemvOutput::kAddF32, residual_);
+      down.x = act_;
+      items.push_back({down, 3});
+    }
+    items.push_back({gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), 4});
+    const size_t cap = size_t(std::max(options_.decode.gemv_prefetch_mb, 0)) << 20;
+    for (size_t i = 0; i < items.size() && cap > 0; ++i) {
+      const GemvArgs& next = items[(i + 1) % items.size()].args;
+      items[i].args.prefetch = next.w;
+      items[i].args.prefetch_bytes = std::min(cap, size_t(next.out_dim) * next.in_dim * sizeof(bf16));
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      run_gemv(items[i].args, s, items[i].projection);
+      if (items[i].projection == 0) attention(st, i / 4, s);
+    }
+    on_logits(0, n);
+  }
+
+  // run_fused_decode with each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one
+  // persistent kernel (kernels/gemv_chain.cuh); after the embedding.
+  void run_chained_decode(const StepShape& st, cudaStream_t s) {
+    const Config& c = config_;
+    const int n = st.n_tokens, hidden = c.hidden_size, inter = c.intermediate_size;
     run_gemv(qkv_rope_args(0, n), s, 0);
     for (size_t li = 0; li < layers_.size(); ++li) {
       const LayerWeights& L = layers_[li];
@@ -435,14 +478,13 @@ class CudaBackend final : public Backend {
       const bool last = li + 1 == layers_.size();
       chain.phases[3] = last ? gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_)
                              : qkv_rope_args(li + 1, n);
-      if (options_.decode.gemv_chain && gemv_chain_supported(chain)) {
+      if (gemv_chain_supported(chain)) {
         gemv_chain(chain, s);
       } else {
         const int projections[4] = {1, 2, 3, last ? 4 : 0};
         for (int i = 0; i < 4; ++i) run_gemv(chain.phases[i], s, projections[i]);
       }
     }
-    on_logits(0, n);
   }
 
   static KVCacheManager make_kv(const Config& c, const BackendOptions& o) {
@@ -647,6 +689,7 @@ class CudaBackend final : public Backend {
   size_t pool_elems_ = 0;
 
   DeviceBuffer workspace_, decode_ws_, sample_buf_, chain_barrier_;
+  std::vector<GemvArgsItem> decode_items_;  // run_fused_decode's GEMVs (kept: no allocation per step)
   SamplingParams* d_sample_params_ = nullptr;
   int32_t* d_sample_ids_ = nullptr;
   float *residual_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr;

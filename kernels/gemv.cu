@@ -103,6 +103,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
       if (step + 3 < steps) load(buf_b, step + 3);
     }
   }
+  prefetch_next(p);
 }
 
 // ---- The bulk-copy kernel (sm_90): weights through a shared-memory ring filled by cp.async.bulk ----
@@ -207,6 +208,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_con
       store_task<M, kOut, R>(p, t, lane, acc);
     }
   }
+  prefetch_next(p);
 }
 
 
@@ -296,6 +298,7 @@ bool gemv_supported(const GemvArgs& a) {
     }
   }
   if (a.w == nullptr || !aligned16(a.w) || a.out == nullptr) return false;
+  if (a.prefetch != nullptr && !aligned16(a.prefetch)) return false;
   if (a.input == GemvInput::kBf16) return a.x != nullptr && aligned16(a.x);
   return a.residual != nullptr && aligned16(a.residual) && a.norm_weight != nullptr && aligned16(a.norm_weight) &&
          smem_bytes(a) <= static_cast<size_t>(kMaxSmemBytes);
@@ -319,6 +322,8 @@ void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
   p.out_dim = a.out_dim;
   p.eps = a.eps;
   p.rope = a.rope;
+  p.prefetch = static_cast<const uint8_t*>(a.prefetch);
+  p.prefetch_bytes = a.prefetch != nullptr ? a.prefetch_bytes : 0;
   if (tuning.kernel == GemvKernel::kBulkCta && gemv_coop(a, p, tuning, stream)) return;
   using In = GemvInput;
   using Out = GemvOutput;

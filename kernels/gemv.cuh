@@ -56,6 +56,11 @@ struct GemvArgs {
   void* out = nullptr;  // bf16 or fp32 per `output`; rows contiguous
   GemvRope rope;        // kRopeKV only
   bool pdl = false;
+  // Optional: the first prefetch_bytes of what the next kernel will read (the next projection's weights),
+  // pulled into L2 by each warp of this one once its own tasks are done, so the DRAM stays busy through this
+  // kernel's tail and the launch gap (sm_90 register and per-warp bulk kernels; 16-byte aligned).
+  const void* prefetch = nullptr;
+  size_t prefetch_bytes = 0;
 };
 
 // Which kernel streams the weights (kernels/gemv.cu, gemv_coop.cu):

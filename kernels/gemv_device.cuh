@@ -28,6 +28,8 @@ struct GemvParams {
   int tasks;
   float eps;
   GemvRope rope;
+  const uint8_t* prefetch;  // GemvArgs::prefetch
+  size_t prefetch_bytes;
 };
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
@@ -47,6 +49,22 @@ __device__ __forceinline__ void griddep_wait() {
 __device__ __forceinline__ void griddep_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// GemvArgs::prefetch: once this warp's tasks are done, its share of the next kernel's first bytes into
+// L2 (cp.async.bulk.prefetch: no registers, no completion to wait for), in pieces of at most 64 KB.
+__device__ __forceinline__ void prefetch_next(const GemvParams& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (p.prefetch_bytes == 0 || threadIdx.x % 32 != 0) return;
+  const size_t warps = static_cast<size_t>(gridDim.x) * (blockDim.x / 32);
+  const size_t share = (p.prefetch_bytes / warps + 15) / 16 * 16;
+  const size_t begin = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * share;
+  const size_t end = begin + share < p.prefetch_bytes ? begin + share : p.prefetch_bytes;
+  for (size_t at = begin; at < end; at += 65536) {
+    const uint32_t bytes = static_cast<uint32_t>(end - at < 65536 ? end - at : 65536) & ~15u;
+    if (bytes > 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p.prefetch + at), "r"(bytes) : "memory");
+  }
 #endif
 }
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# GPU machine, with binaries from scripts/pack_gpu_bin.sh (carry .gpubin): the chained GEMV
-# (kernels/gemv_chain.cuh) in one call. Its tests and the other GEMV tests, validate --device cuda on every
-# fixture, fc_bench_gemv's step graph (chain vs one kernel per GEMV), then batch-1 decode with the chain
-# (default) and with --no-gemv-chain, alternating twice; each step under a hard timeout, logs in OUT_DIR.
-#   scripts/gpu_chain.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [--no-graph-bench]
+# GPU machine, with binaries from scripts/pack_gpu_bin.sh (carry .gpubin): decode-step variants of the GEMV
+# path in one call. The GEMV tests (chained GEMV included), validate --device cuda on every fixture,
+# fc_bench_gemv's step graph (one step's weights: L2 prefetch sizes, the chained kernel, the per-kernel
+# tunings), then batch-1 decode under each variant's bench flags, all variants twice in alternation; each
+# step under a hard timeout, logs in OUT_DIR; summary last.
+#   scripts/gpu_chain.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [VARIANT...]
+#   VARIANT: bench flags in one word, commas for spaces ("--gemv-prefetch,0"), or "default"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_lib.sh
-out=${1:?OUT_DIR}; filter=${2:-[gemv]}; graph_bench=1
-[[ "${3:-}" == --no-graph-bench ]] && graph_bench=0
+out=${1:?OUT_DIR}; filter=${2:-[gemv]}
+shift $(( $# >= 2 ? 2 : $# ))
+variants=("$@"); ((${#variants[@]})) || variants=(default --gemv-chain)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
 b=.gpubin
@@ -18,26 +21,22 @@ t0=$(date +%s)
 timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
 summary+=("gpu tests $filter: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
 validate_fixtures "$out"
-if ((graph_bench)); then
-  timeout -s KILL 120 $b/fc_bench_gemv graph > "$out/bench_gemv_graph.txt" 2>&1
-  summary+=("fc_bench_gemv graph: rc=$?")
-fi
+timeout -s KILL 150 $b/fc_bench_gemv graph > "$out/bench_gemv_graph.txt" 2>&1
+summary+=("fc_bench_gemv graph: rc=$?")
 args="--prompt-len 16 --context 0,1024,8192 --batch 1 --gen-len 48 --warmup 1 --iters 2"
 for run in 1 2; do
-  for variant in default --no-gemv-chain; do
-    extra=""; [[ $variant != default ]] && extra=$variant
-    f="$out/bench_${variant#--}_$run.txt"
+  for v in "${variants[@]}"; do
+    extra=""; [[ $v != default ]] && extra=${v//,/ }
+    f="$out/bench_${v//[^a-z0-9]/_}_$run.txt"
     echo "flashcore bench --synthetic llama-3.1-8b $args $extra" > "$f"
     timeout -s KILL 100 $b/flashcore bench --synthetic llama-3.1-8b $args $extra >> "$f" 2>&1
-    summary+=("bench $variant #$run: rc=$? $(decode_p50 "$f")")
+    summary+=("bench $v #$run: rc=$? $(decode_p50 "$f")")
   done
 done
-(cd "$out" && tar czf ../chain_logs.tgz . && mv ../chain_logs.tgz .)
-if ((graph_bench)); then
-  echo "================ fc_bench_gemv graph ================"
-  grep -v "^$" "$out/bench_gemv_graph.txt" | tail -32
-fi
-grep -h "copy bandwidth" "$out"/bench_default_1.txt
+(cd "$out" && tar czf ../variant_logs.tgz . && mv ../variant_logs.tgz .)
+echo "================ fc_bench_gemv graph ================"
+grep -E "prefetch|chain|warp s3c2 |floor" "$out/bench_gemv_graph.txt" | head -16
+grep -h "copy bandwidth" "$out"/bench_default_1.txt 2>/dev/null
 echo "================ summary ================"
 cat "$out/gpu.txt"
 printf '%s\n' "${summary[@]}"

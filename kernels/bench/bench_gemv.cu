@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/bench/bench_util.cuh"
@@ -264,6 +265,29 @@ int main(int argc, char** argv) {
       };
     };
     auto fused = [&](bool pdl, GemvTuning t) { return fused_mix(pdl, t, -1, t); };
+    // The decode step's kernels (qkv, gate_up: per-warp bulk s3c2; o_proj, down, lm_head: registers), each
+    // GEMV prefetching the first `mb` MB of the next one's weights into L2 (GemvArgs::prefetch).
+    auto prefetched = [&](int mb) {
+      return [&, mb] {
+        std::vector<std::pair<GemvArgs, GemvTuning>> items;
+        const GemvTuning warp = make(K::kBulkWarp, 3, 2), reg = GemvTuning{};
+        for (int l = 0; l < layers; ++l) {
+          items.push_back({norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), true), warp});
+          items.push_back({bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, true), reg});
+          items.push_back({norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), true), warp});
+          items.push_back({bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, true), reg});
+        }
+        items.push_back({norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), true), reg});
+        for (size_t i = 0; i < items.size(); ++i) {
+          const GemvArgs& next = items[(i + 1) % items.size()].first;
+          if (mb > 0) {
+            items[i].first.prefetch = next.w;
+            items[i].first.prefetch_bytes = std::min(size_t(mb) << 20, size_t(next.out_dim) * next.in_dim * 2);
+          }
+          gemv(items[i].first, items[i].second, s);
+        }
+      };
+    };
     // The decode step's layout with kernels/gemv_chain.cuh: qkv of layer 0 alone, then per layer one chain
     // o_proj -> gate_up -> down -> next qkv (fp32 out here: the bench has no RoPE) or lm_head.
     auto chained = [&](int slots, int barrier_thread = 1, bool fences = true, uint64_t* trace = nullptr) {
@@ -289,7 +313,14 @@ int main(int argc, char** argv) {
     const struct {
       const char* name;
       std::function<void()> record;
-    } variants[] = {{"chain s3", chained(3)},
+    } variants[] = {{"decode mix, no prefetch", prefetched(0)},
+                    {"decode mix, prefetch 4 MB", prefetched(4)},
+                    {"decode mix, prefetch 8 MB", prefetched(8)},
+                    {"decode mix, prefetch 16 MB", prefetched(16)},
+                    {"decode mix, prefetch 24 MB", prefetched(24)},
+                    {"decode mix, prefetch 32 MB", prefetched(32)},
+                    {"decode mix, no prefetch (again)", prefetched(0)},
+                    {"chain s3", chained(3)},
                     {"chain s2", chained(2)},
                     {"chain s3, barrier by thread 0", chained(3, 0)},
                     {"chain s3, no extra fences", chained(3, 1, false)},

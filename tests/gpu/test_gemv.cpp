@@ -257,7 +257,10 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
     a.x = d_x.as<bf16>();
     a.out = d_y.get();
     a.pdl = true;
+    a.prefetch = d_w2.get();  // the next kernel's weights into L2 (odd reps: a size not a multiple of 16)
+    a.prefetch_bytes = rep % 2 ? w2.size() * 2 - 8 : w2.size() * 2;
     gemv(a, t, nullptr);
+    a.prefetch = nullptr;
     t.kernel = kKernels[(rep / 3) % 3];
     a.w = d_w2.as<bf16>();
     a.x = d_y.as<bf16>();
@@ -408,6 +411,9 @@ TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {
   CHECK_FALSE(gemv_supported(a));
   a.rows = 1;
   CHECK(gemv_supported(a));
+  a.prefetch = buf.as<uint8_t>() + 8;  // the L2 prefetch must be 16-byte aligned
+  a.prefetch_bytes = 4096;
+  CHECK_FALSE(gemv_supported(a));
 }
 
 }  // namespace fc::test
