@@ -310,6 +310,7 @@ int run_bench(const BenchOptions& o) {
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
                                  {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb},
+                                 {"attn_ctas_per_sm", o.decode.attn_ctas_per_sm},
                                  {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
                                                                      std::end(o.decode.gemv_kernel_of))},
                                  {"gemv_kernel", o.decode.gemv_kernel}}},
@@ -415,6 +416,9 @@ Runner add_bench_command(CLI::App& app) {
                "the GEMV's register kernel for every projection (no cp.async.bulk kernels)");
   app.add_flag("--gemv-chain", [o](int64_t) { o->decode.gemv_chain = true; },
                "each layer's o_proj..next qkv as one persistent kernel (kernels/gemv_chain.cuh; measured slower)");
+  app.add_option("--attn-ctas-per-sm", o->decode.attn_ctas_per_sm,
+                 "decode attention: split the KV range for this many CTAs per SM (0 = the kernel's occupancy)")
+      ->check(CLI::Range(0, 16));
   app.add_option("--gemv-prefetch", o->decode.gemv_prefetch_mb,
                  "MB of the next projection's weights each decode GEMV pulls into L2 when done (0 = off)")
       ->check(CLI::Range(0, 1024));

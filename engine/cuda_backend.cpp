@@ -216,7 +216,8 @@ class CudaBackend final : public Backend {
     if (st.decode && fast_attention_) {
       const Config& c = config_;
       const AttentionShape shape{c.num_heads, c.num_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
-      st.attn = attention_decode_plan(plan.seq_lens.data(), plan.num_seqs, 1, shape, kMaxDecodeSplits);
+      st.attn = attention_decode_plan(plan.seq_lens.data(), plan.num_seqs, 1, shape, kMaxDecodeSplits, 0,
+                                      options_.decode.attn_ctas_per_sm);
     }
     return st;
   }

@@ -479,7 +479,8 @@ constexpr int kMinKeysPerSplit = 128;
 }  // namespace
 
 AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_seqs, int max_q_per_seq,
-                                          const AttentionShape& shape, int max_splits, int num_sms) {
+                                          const AttentionShape& shape, int max_splits, int num_sms,
+                                          int ctas_per_sm) {
   if (shape.head_dim != 64 && shape.head_dim != 128) {
     fail("attention_decode_plan: head_dim {} is not supported (64 or 128)", shape.head_dim);
   }
@@ -494,15 +495,16 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
   plan.num_splits = 1;
   if (num_seqs <= 0) return plan;
   if (num_sms <= 0) num_sms = current_device_limits().sms;
-  const int ctas_per_sm =
-      FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { return decode_ctas_per_sm<kHeadDim>(); });
+  if (ctas_per_sm <= 0) {
+    ctas_per_sm = FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { return decode_ctas_per_sm<kHeadDim>(); });
+  }
   const int group = shape.q_heads / shape.kv_heads;
   const int64_t row_tiles = ceil_div(max_q_per_seq * group, 16);
   const int64_t base_ctas = static_cast<int64_t>(num_seqs) * shape.kv_heads * row_tiles;
   int max_len = 0;
   for (int s = 0; s < num_seqs; ++s) max_len = std::max(max_len, host_seq_lens[s]);
   const int64_t target = static_cast<int64_t>(num_sms) * ctas_per_sm;
-  int64_t splits = (target + base_ctas / 2) / base_ctas;  // nearest whole number of waves' worth
+  int64_t splits = target / base_ctas;  // whole splits only: one more would put a second CTA on some SMs
   splits = std::min<int64_t>(splits, ceil_div(max_len, kMinKeysPerSplit));
   splits = std::min<int64_t>(splits, max_splits);
   plan.num_splits = static_cast<int>(std::max<int64_t>(splits, 1));

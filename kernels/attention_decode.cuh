@@ -30,11 +30,14 @@ struct AttentionDecodePlan {
                            // previous kernel drains and wait (griddepcontrol.wait) before reading anything
 };
 
-// Chooses the split count from the host copy of seq_lens: enough CTAs to fill `num_sms` SMs at the
-// kernel's occupancy, never more than max_splits, never splits shorter than 128 keys. num_sms <= 0:
-// read it from the current device.
+// Chooses the split count from the host copy of seq_lens: as many whole splits as fit ctas_per_sm CTAs
+// on each of `num_sms` SMs, never more than max_splits, never splits shorter than 128 keys. num_sms <= 0:
+// read it from the current device; ctas_per_sm <= 0: the kernel's occupancy (2). One CTA per SM is faster
+// at batch 1 on an H200 (fc_bench_attention --decode-splits: 16 splits 16.6 us at 8k keys against 33
+// splits' 18.9 us; 40.4 against 43.2 us at 32k): longer splits, half the partials to merge.
 AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_seqs, int max_q_per_seq,
-                                          const AttentionShape& shape, int max_splits, int num_sms = 0);
+                                          const AttentionShape& shape, int max_splits, int num_sms = 0,
+                                          int ctas_per_sm = 0);
 
 // Workspace bytes for split partials: total_q rows x q_heads x num_splits x (head_dim + 1) floats.
 // 0 when num_splits == 1.

@@ -34,3 +34,8 @@ validate_8b() {
 decode_p50() {
   awk '$1 == 1 && NF >= 10 {printf "%s (%s)  ", $3, $10}' "$1"
 }
+
+# Every decode row of a bench log as "bBATCH/CONTEXT p50 (% of floor)" on one line.
+decode_rows() {
+  awk '$1 ~ /^[0-9]+$/ && NF >= 10 {printf "b%s/%s %s (%s)  ", $1, $2, $3, $10}' "$1"
+}

@@ -193,7 +193,7 @@ Row bench_prefill(cudaStream_t stream, int seq_len, int runs, double gemm_tflops
 }
 
 Row bench_decode(cudaStream_t stream, int batch_size, int kv_len, int runs, double copy_gbs, size_t l2_bytes,
-                 std::mt19937& rng) {
+                 std::mt19937& rng, int forced_splits = 0) {
   const double bytes = static_cast<double>(batch_size) * kv_len * kKVHeads * kHeadDim * 2 * 2;
   const int copies = static_cast<int>(std::max(1.0, std::ceil(4.0 * l2_bytes / bytes)));
   PagedCache cache = make_cache(batch_size, kv_len, copies, rng);
@@ -203,7 +203,8 @@ Row bench_decode(cudaStream_t stream, int batch_size, int kv_len, int runs, doub
   std::vector<int32_t> cu(batch_size + 1), lens(batch_size, kv_len);
   std::iota(cu.begin(), cu.end(), 0);
   DeviceBuffer d_cu = upload(cu), d_lens = upload(lens);
-  const fc::AttentionDecodePlan plan = fc::attention_decode_plan(lens.data(), batch_size, 1, kShape, 64);
+  fc::AttentionDecodePlan plan = fc::attention_decode_plan(lens.data(), batch_size, 1, kShape, 64, 0, 1);  // as the engine plans
+  if (forced_splits > 0) plan.num_splits = forced_splits;
   const size_t ws_bytes = fc::attention_decode_workspace_bytes(batch_size, kQHeads, kHeadDim, plan.num_splits);
   DeviceBuffer workspace(std::max<size_t>(ws_bytes, 16), "bench decode workspace");
   auto call = [&](int i, cudaStream_t s) {
@@ -227,7 +228,16 @@ int run(int argc, char** argv) {
   const char* csv_path = nullptr;
   int runs = 30;
   bool quick = false;
+  std::vector<int> sweep;  // --decode-splits: batch-1 decode only, at each of these split counts
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--decode-splits") && i + 1 < argc) {
+      for (const char* at = argv[++i]; *at != 0;) {
+        sweep.push_back(std::max(1, std::atoi(at)));
+        while (*at != 0 && *at != ',') ++at;
+        if (*at == ',') ++at;
+      }
+      continue;
+    }
     if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) {
       csv_path = argv[++i];
     } else if (!std::strcmp(argv[i], "--runs") && i + 1 < argc) {
@@ -235,7 +245,7 @@ int run(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
     } else {
-      std::printf("usage: fc_bench_attention [--csv PATH] [--runs N] [--quick]\n");
+      std::printf("usage: fc_bench_attention [--csv PATH] [--runs N] [--quick] [--decode-splits S,S,...]\n");
       return std::strcmp(argv[i], "--help") ? 2 : 0;
     }
   }
@@ -251,15 +261,23 @@ int run(int argc, char** argv) {
               gemm_tflops);
 
   std::vector<Row> rows;
-  const std::vector<int> prefill_lens = quick ? std::vector<int>{2048} : std::vector<int>{512, 2048, 8192};
+  if (!sweep.empty()) {
+    for (int len : {1024, 4096, 8192, 32768}) {
+      for (int splits : sweep) rows.push_back(bench_decode(stream, 1, len, runs, copy_gbs, prop.l2CacheSize, rng, splits));
+      rows.push_back(bench_decode(stream, 1, len, runs, copy_gbs, prop.l2CacheSize, rng));
+    }
+    quick = true;
+  }
+  const std::vector<int> prefill_lens = !sweep.empty() ? std::vector<int>{} : quick ? std::vector<int>{2048} : std::vector<int>{512, 2048, 8192};
   for (int s : prefill_lens) {
     rows.push_back(bench_prefill(stream, s, runs, gemm_tflops, rng, fc::AttentionPrefillKernel::Auto));
     rows.push_back(bench_prefill(stream, s, runs, gemm_tflops, rng, fc::AttentionPrefillKernel::MmaSync));
   }
-  const std::vector<int> decode_lens =
-      quick ? std::vector<int>{32768} : std::vector<int>{1024, 8192, 32768, 131072};
+  const std::vector<int> decode_lens = !sweep.empty() ? std::vector<int>{}
+                                      : quick         ? std::vector<int>{32768}
+                                                      : std::vector<int>{1024, 8192, 32768, 131072};
   for (int len : decode_lens) rows.push_back(bench_decode(stream, 1, len, runs, copy_gbs, prop.l2CacheSize, rng));
-  rows.push_back(bench_decode(stream, 32, 4096, runs, copy_gbs, prop.l2CacheSize, rng));
+  if (sweep.empty()) rows.push_back(bench_decode(stream, 32, 4096, runs, copy_gbs, prop.l2CacheSize, rng));
 
   std::printf("\n%-8s %-16s %10s %16s %8s  %s\n", "kernel", "config", "time_us", "rate", "of_ceil", "note");
   for (const Row& r : rows) {

@@ -82,6 +82,10 @@ TEST_CASE("attention_decode_plan splits only when the batch cannot fill the GPU"
   const std::vector<int32_t> many(64, 4096);
   CHECK(attention_decode_plan(many.data(), 64, 1, shape, kMaxSplits, 132).num_splits == 1);
   CHECK(attention_decode_plan(one_long.data(), 1, 1, shape, 4, 132).num_splits == 4);
+  // One CTA per SM: 132 / 8 kv heads = 16 whole splits (17 would put two CTAs on 4 SMs).
+  CHECK(attention_decode_plan(one_long.data(), 1, 1, shape, kMaxSplits, 132, 1).num_splits == 16);
+  const std::vector<int32_t> eight(8, 4096);
+  CHECK(attention_decode_plan(eight.data(), 8, 1, shape, kMaxSplits, 132, 1).num_splits == 2);
   const std::vector<int32_t> one_short = {100};
   CHECK(attention_decode_plan(one_short.data(), 1, 1, shape, kMaxSplits, 132).num_splits == 1);
   CHECK(attention_decode_workspace_bytes(3, 32, 128, 1) == 0);
