@@ -40,8 +40,9 @@ struct DecodeOptions {
   // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
   int gemv_prefetch_mb = 0;  // measured: 8 MB no gain in decode, 16+ slower (docs/PERFORMANCE.md)
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
-  // Decode attention splits aim at this many CTAs per SM (kernels/attention_decode.cuh; 0 = the kernel's
-  // occupancy, 2): 1 measured faster at batch 1 on an H200.
+  // Single-sequence decode steps: the attention's KV splits aim at this many CTAs per SM
+  // (kernels/attention_decode.cuh; 0 = the kernel's occupancy, 2, which batches always use). 1 measured
+  // 2.2% faster a step at 4k-32k on an H200 (docs/PERFORMANCE.md).
   int attn_ctas_per_sm = 1;
   int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster
                            // from 2 rows on an H200: fc_bench_gemv)

@@ -81,6 +81,7 @@ struct DecodeTraits {
   static_assert(kMergeBytes <= kRingBytes, "the merge buffer reuses the K/V ring");
   static_assert(kThreads == kRows * 8 && kHeadDim % 32 == 0, "merge: 8 threads per row, float4 columns");
   static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM");
+  static constexpr int kOnePerSmBytes = 120 * 1024;  // AttentionDecodePlan::one_per_sm: at most one CTA per SM
 };
 
 template <class T>
@@ -425,7 +426,7 @@ auto configured_decode_kernel() {
   using T = DecodeTraits<kHeadDim>;
   auto kernel = attention_decode_kernel<T>;
   static const bool configured = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kOnePerSmBytes));
     return true;
   }();
   (void)configured;
@@ -447,13 +448,13 @@ int decode_ctas_per_sm() {
 }
 
 template <int kHeadDim>
-void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, bool pdl,
+void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, bool pdl, bool one_per_sm,
                    cudaStream_t stream) {
   using T = DecodeTraits<kHeadDim>;
   auto kernel = configured_decode_kernel<kHeadDim>();
   {
     const LaunchConfig launch(dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs), dim3(T::kThreads),
-                              T::kSmemBytes, stream, pdl);
+                              one_per_sm ? T::kOnePerSmBytes : T::kSmemBytes, stream, pdl);
     CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
     CUDA_CHECK_LAUNCH();
   }
@@ -508,6 +509,7 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
   splits = std::min<int64_t>(splits, ceil_div(max_len, kMinKeysPerSplit));
   splits = std::min<int64_t>(splits, max_splits);
   plan.num_splits = static_cast<int>(std::max<int64_t>(splits, 1));
+  plan.one_per_sm = ctas_per_sm == 1 && plan.num_splits > 1;
   return plan;
 }
 
@@ -564,7 +566,7 @@ void attention_decode(const AttentionBatch& batch, int total_q, const AttentionS
     params.partial_lse = params.partial_o + items * plan.num_splits * shape.head_dim;
   }
   FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim,
-                       [&] { launch_decode<kHeadDim>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, stream); });
+                       [&] { launch_decode<kHeadDim>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, plan.one_per_sm, stream); });
 }
 
 }  // namespace fc

@@ -28,6 +28,8 @@ struct AttentionDecodePlan {
   int max_q_per_seq = 1;   // upper bound on any sequence's n_q
   bool pdl = false;        // launch with programmatic stream serialization (sm_90): the CTAs start while the
                            // previous kernel drains and wait (griddepcontrol.wait) before reading anything
+  bool one_per_sm = false; // the splits were sized for one CTA per SM: launch with enough shared memory that
+                           // no SM takes two (otherwise SMs freed first by the previous kernel each take two)
 };
 
 // Chooses the split count from the host copy of seq_lens: as many whole splits as fit ctas_per_sm CTAs

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU machine (carry .gpubin): issue 6's evidence after a GEMV change, in one call. The GEMV and attention
-# tests, validate --device cuda on every fixture, the full decode/prefill table, an A/B of the default
-# per-projection GEMV kernels against registers only (alternating, twice), the random LLaMA 3.1 8B
-# validation against HF (scripts/gpu_8b_hf.sh's steps) and HF static cache + torch.compile; each step
-# under a hard timeout, logs in OUT_DIR (tarred), summary last.
+# tests (the chained GEMV's included), validate --device cuda on every fixture, the full decode/prefill
+# table, the ablation (batch 1), an A/B of the default against AB_FLAGS (default: the decode attention's
+# old split count, --attn-ctas-per-sm 0; alternating, twice), the random LLaMA 3.1 8B validation against
+# HF (scripts/gpu_8b_hf.sh's steps) and HF static cache + torch.compile; each step under a hard timeout,
+# logs in OUT_DIR (tarred), summary last.
 #   scripts/gpu_issue6_final.sh OUT_DIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,13 @@ args="--prompt-len 512,2048 --context 0,1024,4096,8192,32768 --batch 1,8,32 --ge
 echo "flashcore bench --synthetic llama-3.1-8b $args" > "$out/bench.txt"
 timeout -s KILL 120 $b/flashcore bench --synthetic llama-3.1-8b $args --json "$out/bench.json" >> "$out/bench.txt" 2>&1
 summary+=("bench: rc=$?")
-ab="--prompt-len 16 --context 0,1024,8192 --batch 1 --gen-len 48 --warmup 1 --iters 2"
+abl="--prompt-len 16 --context 1024,8192,32768 --batch 1 --gen-len 48 --warmup 1 --iters 2 --ablate"
+timeout -s KILL 150 $b/flashcore bench --synthetic llama-3.1-8b $abl > "$out/ablate.txt" 2>&1
+summary+=("ablate: rc=$?")
+ab="--prompt-len 16 --context 0,4096,32768 --batch 1 --gen-len 48 --warmup 1 --iters 2"
 for i in 1 2; do
-  for v in default reg; do
-    extra=""; [[ $v == reg ]] && extra="--no-bulk-gemv"
+  for v in default other; do
+    extra=""; [[ $v == other ]] && extra=${AB_FLAGS:-"--attn-ctas-per-sm 0"}
     timeout -s KILL 60 $b/flashcore bench --synthetic llama-3.1-8b $ab $extra > "$out/ab_${v}_$i.txt" 2>&1
     summary+=("A/B $v #$i: $(decode_p50 "$out/ab_${v}_$i.txt")")
   done
@@ -35,5 +39,6 @@ summary+=("hf compile: rc=$?")
 (cd "$out" && tar czf ../issue6_logs.tgz . && mv ../issue6_logs.tgz .)
 echo "================ summary ================"
 grep -A16 "^batch" "$out/bench.txt" | head -16; grep -B1 -A4 "^prompt" "$out/bench.txt" | head -6
+grep -A12 -i "ablation" "$out/ablate.txt" | head -14
 tail -6 "$out/compare_8b.log"; tail -5 "$out/hf_compile.txt"
 printf '%s\n' "${summary[@]}"

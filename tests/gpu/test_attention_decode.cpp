@@ -16,9 +16,13 @@ void run_decode_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim,
                      const std::vector<int>& seq_lens, int n_q, int num_splits) {
   const std::vector<int> n_qs(seq_lens.size(), n_q);
   AttentionCase c = make_attention_case(rng, q_heads, kv_heads, head_dim, block_size, seq_lens, n_qs);
+  // The plan for one CTA per SM (the engine's) on odd seeds, the kernel's occupancy on even ones.
+  const int ctas_per_sm = rng() % 2 == 0 ? 0 : 1;
   AttentionDecodePlan plan =
-      attention_decode_plan(c.seq_lens.data(), c.num_seqs(), n_q, c.shape(), kMaxSplits);
+      attention_decode_plan(c.seq_lens.data(), c.num_seqs(), n_q, c.shape(), kMaxSplits, 0, ctas_per_sm);
   if (num_splits > 0) plan.num_splits = num_splits;
+  if (num_splits > 1 && ctas_per_sm == 1) plan.one_per_sm = true;
+  CAPTURE(ctas_per_sm, plan.one_per_sm);
   INFO("q_heads " << q_heads << " kv_heads " << kv_heads << " head_dim " << head_dim << " block_size " << block_size
                   << " splits " << plan.num_splits << " batch " << describe_lens(seq_lens, n_qs));
   const size_t workspace_bytes = attention_decode_workspace_bytes(c.total_q, q_heads, head_dim, plan.num_splits);
