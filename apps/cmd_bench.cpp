@@ -53,20 +53,20 @@ struct Variant {
   DecodeOptions options;
 };
 std::vector<Variant> ablation_variants() {
-  DecodeOptions all, no_graph, no_pdl, no_fuse, no_gemv, no_chain, no_bulk, none;
+  DecodeOptions all, no_graph, no_pdl, no_fuse, no_gemv, two_ctas, no_bulk, none;
   no_graph.cuda_graph = false;
   no_pdl.pdl = false;
   no_fuse.fuse = false;
   no_gemv.gemv = false;
-  no_chain.gemv_prefetch_mb = 0;
+  two_ctas.attn_ctas_per_sm = 0;
   no_bulk.bulk_gemv = false;
   none.cuda_graph = none.gemv = none.bulk_gemv = none.fuse = none.pdl = false;
-  none.gemv_prefetch_mb = 0;
+  none.attn_ctas_per_sm = 0;
   return {{"all on", all},
           {"no CUDA graph", no_graph},
           {"no PDL", no_pdl},
           {"no fusion", no_fuse},
-          {"no L2 prefetch of the next GEMV", no_chain},
+          {"attention split for 2 CTAs/SM", two_ctas},
           {"register GEMV only", no_bulk},
           {"cuBLASLt, not GEMV", no_gemv},
           {"all off", none}};
