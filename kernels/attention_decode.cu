@@ -8,8 +8,7 @@
 // Pipeline. The 4 warps split the CTA's key range: warp w takes keys [64 i + 16 w, 64 i + 16 w + 16) of
 // each 64-key step i, with its own kStages-deep cp.async ring in shared memory. A warp only ever reads
 // what it loaded itself, so the main loop has no CTA barrier (cp.async.wait_group + __syncwarp), and
-// each SM keeps 2 CTAs x 4 warps x (kStages - 1) x 8 KB (head_dim 128) of K/V in flight (one CTA with a
-// 6-stage ring when the plan sized the splits for one CTA per SM: 160 KB). Each lane
+// each SM keeps 2 CTAs x 4 warps x (kStages - 1) x 8 KB (head_dim 128) of K/V in flight. Each lane
 // loads one key's row (lane % 16) in 16-byte pieces: 16 consecutive keys of a block are one contiguous
 // run (head-major pool), so every 32-byte sector fetched is fully used. The block-table entry of the
 // next stage is read one iteration ahead so a load is never issued behind a dependent global read.
@@ -54,9 +53,7 @@ struct DecodeParams {
   float scale_log2;
 };
 
-// kStages_ 3: two CTAs per SM. Deeper rings (AttentionDecodePlan::one_per_sm) give the one CTA an SM
-// holds the bytes in flight two would have had, and more.
-template <int kHeadDim_, int kStages_ = 3>
+template <int kHeadDim_>
 struct DecodeTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kWarps = 4;
@@ -64,7 +61,7 @@ struct DecodeTraits {
   static constexpr int kRows = 16;                    // packed rows per CTA: one m16 tile
   static constexpr int kWarpKeys = 16;                // keys per warp per step: one k16 step of P V
   static constexpr int kStepKeys = kWarps * kWarpKeys;  // keys per CTA step (the split granularity)
-  static constexpr int kStages = kStages_;            // per-warp cp.async ring depth
+  static constexpr int kStages = 3;                   // per-warp cp.async ring depth
   static constexpr int kChunks = kHeadDim / 8;
   static constexpr int kKeysPerCopy = 32 / kChunks;  // key rows one warp-wide cp.async covers
   static constexpr int kKSteps = kHeadDim / 16;
@@ -83,13 +80,9 @@ struct DecodeTraits {
   static_assert(kRows * kChunks % kThreads == 0, "Q tile cp.async sweep");
   static_assert(kMergeBytes <= kRingBytes, "the merge buffer reuses the K/V ring");
   static_assert(kThreads == kRows * 8 && kHeadDim % 32 == 0, "merge: 8 threads per row, float4 columns");
-  static_assert(kStages > 3 || kSmemBytes <= 113 * 1024, "two CTAs per SM");
-  static_assert(kSmemBytes <= 226 * 1024, "one CTA per SM");
-  // The launch's shared memory: with a deep ring, enough that no SM takes two CTAs.
-  static constexpr int kLaunchBytes = kStages > 3 ? std::max(kSmemBytes, 120 * 1024) : kSmemBytes;
+  static_assert(kSmemBytes <= 113 * 1024, "two CTAs per SM");
+  static constexpr int kOnePerSmBytes = 120 * 1024;  // AttentionDecodePlan::one_per_sm: at most one CTA per SM
 };
-
-constexpr int kOnePerSmStages = 6;  // 4 warps x 5 stages x 8 KB (head_dim 128) in flight per SM
 
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, 2) attention_decode_kernel(const __grid_constant__ DecodeParams p) {
@@ -428,11 +421,12 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(const __grid_const
   }
 }
 
-template <class T>
+template <int kHeadDim>
 auto configured_decode_kernel() {
+  using T = DecodeTraits<kHeadDim>;
   auto kernel = attention_decode_kernel<T>;
   static const bool configured = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kLaunchBytes));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kOnePerSmBytes));
     return true;
   }();
   (void)configured;
@@ -446,29 +440,23 @@ int decode_ctas_per_sm() {
   using T = DecodeTraits<kHeadDim>;
   static const int ctas = [] {
     int blocks = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<T>(),
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim>(),
                                                              T::kThreads, T::kSmemBytes));
     return blocks > 0 ? blocks : 1;
   }();
   return ctas;
 }
 
-template <class T>
-void launch_split_kernel(const DecodeParams& params, int num_seqs, int kv_heads, bool pdl, cudaStream_t stream) {
-  auto kernel = configured_decode_kernel<T>();
-  const LaunchConfig launch(dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs), dim3(T::kThreads),
-                            T::kLaunchBytes, stream, pdl);
-  CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
-  CUDA_CHECK_LAUNCH();
-}
-
 template <int kHeadDim>
 void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, bool pdl, bool one_per_sm,
                    cudaStream_t stream) {
-  if (one_per_sm) {
-    launch_split_kernel<DecodeTraits<kHeadDim, kOnePerSmStages>>(params, num_seqs, kv_heads, pdl, stream);
-  } else {
-    launch_split_kernel<DecodeTraits<kHeadDim>>(params, num_seqs, kv_heads, pdl, stream);
+  using T = DecodeTraits<kHeadDim>;
+  auto kernel = configured_decode_kernel<kHeadDim>();
+  {
+    const LaunchConfig launch(dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs), dim3(T::kThreads),
+                              one_per_sm ? T::kOnePerSmBytes : T::kSmemBytes, stream, pdl);
+    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
+    CUDA_CHECK_LAUNCH();
   }
   if (params.num_splits > 1) {
     MergeParams merge{};
