@@ -223,8 +223,9 @@ __device__ __forceinline__ void store_chain_task(const ChainPhase& P, int t, int
   }
 }
 
+// Compiled for every target (the bulk-copy and mbarrier wrappers are no-ops before sm_90, where
+// gemv_chain_supported() never lets it launch).
 __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __grid_constant__ ChainParams c) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) uint8_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int slots = c.slots;
@@ -364,7 +365,6 @@ __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __gr
       st_relaxed_gpu(bar + 2, 0);
     }
   }
-#endif
 }
 
 bool phase_kind(const GemvArgs& a, Phase* kind) {
