@@ -4,7 +4,7 @@
 # fc_bench_gemv's step graph (one step's weights: L2 prefetch sizes, the chained kernel, the per-kernel
 # tunings), then batch-1 decode under each variant's bench flags, all variants twice in alternation; each
 # step under a hard timeout, logs in OUT_DIR; summary last.
-#   scripts/gpu_chain.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [VARIANT...]
+#   scripts/gpu_decode_variants.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [VARIANT...]
 #   VARIANT: bench flags in one word, commas for spaces ("--gemv-prefetch,0"), or "default"
 #   env BENCH_ARGS: the bench's shape flags (default batch 1, contexts 0,1024,8192); GRAPH_BENCH=0 skips
 #   fc_bench_gemv
