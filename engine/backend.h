@@ -15,8 +15,8 @@ namespace fc {
 
 enum class DeviceKind { Cpu, Cuda };
 
-// The CUDA decode fast path, each part switchable so `flashcore bench --ablate` can price it. All on by
-// default; the CPU backend ignores them.
+// The CUDA decode fast path, each part switchable so `flashcore bench --ablate` can price it. The parts
+// that pay are on by default; the CPU backend ignores them.
 struct DecodeOptions {
   bool cuda_graph = true;  // a decode step is one CUDA graph replay (captured per batch size and split count)
   bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
@@ -34,7 +34,8 @@ struct DecodeOptions {
   int gemv_late_trigger = -1;  // 0/1: GemvTuning::late_trigger
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   // One-row fused steps: each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one persistent
-  // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90.
+  // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90. Off: measured slower on an
+  // H200 (4.57 against 4.19 ms a step at context 0; docs/PERFORMANCE.md, session 5).
   bool gemv_chain = false;
   // One-row fused steps without the chain: each GEMV pulls the first gemv_prefetch_mb MB of the next
   // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
