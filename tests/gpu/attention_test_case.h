@@ -204,9 +204,4 @@ inline std::string describe_lens(const std::vector<int>& seq_lens, const std::ve
   return s + " (n_q/seq_len)";
 }
 
-inline uint32_t fresh_seed() {
-  static std::random_device device;
-  return device();
-}
-
 }  // namespace fc::test

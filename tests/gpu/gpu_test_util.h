@@ -11,6 +11,12 @@
 
 namespace fc::test {
 
+// A seed for one test case's inputs (print it with INFO so a failure can be replayed).
+inline uint32_t fresh_seed() {
+  static std::random_device device;
+  return device();
+}
+
 std::vector<float> random_floats(size_t count, std::mt19937& rng, float lo = -1.f, float hi = 1.f);
 // bf16 round trip (what a bf16 tensor of these values holds).
 std::vector<float> round_to_bf16(const std::vector<float>& values);

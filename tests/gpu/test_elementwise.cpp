@@ -34,11 +34,6 @@ namespace {
 constexpr double kBf16Rtol = 1.0 / 128;  // one bf16 ulp, see the file comment
 constexpr int kRows[] = {1, 3, 54, 97, 129, 257};
 
-uint32_t fresh_seed() {
-  static std::random_device device;
-  return device();
-}
-
 // Largest NMSE / abs error seen per kernel family, printed once per test case.
 struct Stats {
   const char* name;

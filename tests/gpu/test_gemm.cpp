@@ -60,7 +60,7 @@ Bf16Matrix random_bf16(size_t count, FastRng& rng) {
   return m;
 }
 
-uint64_t fresh_seed() {
+uint64_t fresh_seed64() {  // a 64-bit seed (std::mt19937_64)
   static std::random_device device;
   return (static_cast<uint64_t>(device()) << 32) | device();
 }
@@ -136,7 +136,7 @@ void run_case(Gemm& gemm, Stats& stats, FastRng& rng, int rows, int in_dim, int 
 }  // namespace
 
 TEST_CASE("Gemm matches matmul_ref: decode, awkward M, LLaMA 3.1 8B shapes", "[gpu][gemm]") {
-  const uint64_t seed = fresh_seed();
+  const uint64_t seed = fresh_seed64();
   INFO("seed " << seed);
   FastRng rng{seed};
   Gemm gemm;
@@ -181,7 +181,7 @@ TEST_CASE("Gemm rejects misaligned pointers with a message", "[gpu][gemm]") {
 }
 
 TEST_CASE("Gemm::tune keeps an algorithm that computes the same product", "[gpu][gemm]") {
-  const uint64_t seed = fresh_seed();
+  const uint64_t seed = fresh_seed64();
   INFO("seed " << seed);
   FastRng rng{seed};
   Gemm gemm;
@@ -231,7 +231,7 @@ TEST_CASE("Gemm::tune keeps an algorithm that computes the same product", "[gpu]
 }
 
 TEST_CASE("Gemm replays inside a CUDA graph without new plans", "[gpu][gemm]") {
-  const uint64_t seed = fresh_seed();
+  const uint64_t seed = fresh_seed64();
   INFO("seed " << seed);
   FastRng rng{seed};
   const int rows = 2, in_dim = 4096, out_dim = 4096;

@@ -21,11 +21,6 @@
 namespace fc::test {
 namespace {
 
-uint32_t fresh_seed() {
-  static std::random_device device;
-  return device();
-}
-
 template <typename T>
 GuardedBuffer upload(const std::vector<T>& values) {
   GuardedBuffer b(values.size() * sizeof(T));
