@@ -40,6 +40,11 @@ struct DecodeOptions {
   // One-row fused steps without the chain: each GEMV pulls the first gemv_prefetch_mb MB of the next
   // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
   int gemv_prefetch_mb = 0;  // measured: 8 MB no gain in decode, 16+ slower (docs/PERFORMANCE.md)
+  // One-row fused steps: the per-warp bulk GEMVs take their tasks dynamically (GemvArgs::workspace), so
+  // warps on faster SMs take more; o_proj and down (the residual adds) split each row into
+  // gemv_split_of[projection] tasks (1..16), the last of them adding the partial sums.
+  bool gemv_dynamic = false;
+  int gemv_split_of[5] = {1, 1, 1, 1, 1};
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
   // Single-sequence decode steps: the attention's KV splits aim at this many CTAs per SM
   // (kernels/attention_decode.cuh; 0 = the kernel's occupancy, 2, which batches always use). 1 measured

@@ -30,7 +30,23 @@ struct GemvParams {
   GemvRope rope;
   const uint8_t* prefetch;  // GemvArgs::prefetch
   size_t prefetch_bytes;
+  uint32_t* workspace;  // GemvArgs::workspace (dynamic tasks): [next ticket, warps done, -, -, row counters..]
+  float* partials;      // split_k > 1: (row tasks, split_k, R, M) partial sums
+  int split_k;
+  uint64_t* trace;      // GemvArgs::trace
 };
+
+// GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry, with gridDim.x), 1 (past the wait), 2 (exit:
+// after every thread of the CTA is done).
+__device__ __forceinline__ void trace_stamp(const GemvParams& p, int point) {
+  if (p.trace == nullptr) return;
+  if (point == 2) __syncthreads();
+  if (threadIdx.x != 0) return;
+  uint64_t ns;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+  p.trace[blockIdx.x * 4 + point] = ns;
+  if (point == 0) p.trace[blockIdx.x * 4 + 3] = gridDim.x;
+}
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   uint4 v;

@@ -5,9 +5,10 @@
 # tunings), then batch-1 decode under each variant's bench flags, all variants twice in alternation; each
 # step under a hard timeout, logs in OUT_DIR; summary last.
 #   scripts/gpu_decode_variants.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [VARIANT...]
-#   VARIANT: bench flags in one word, commas for spaces ("--gemv-prefetch,0"), or "default"
+#   VARIANT: bench flags in one word, commas for spaces ("--gemv-prefetch,0"), or "+" for spaces where a
+#   value holds commas ("--gemv-dynamic+2,4"), or "default"
 #   env BENCH_ARGS: the bench's shape flags (default batch 1, contexts 0,1024,8192); GRAPH_BENCH=0 skips
-#   fc_bench_gemv
+#   fc_bench_gemv; GRAPH_MODE: its mode (graph, default; or dynamic)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_lib.sh
@@ -24,13 +25,14 @@ timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
 summary+=("gpu tests $filter: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
 validate_fixtures "$out"
 if [[ ${GRAPH_BENCH:-1} != 0 ]]; then
-  timeout -s KILL 150 $b/fc_bench_gemv graph > "$out/bench_gemv_graph.txt" 2>&1
-  summary+=("fc_bench_gemv graph: rc=$?")
+  timeout -s KILL 150 $b/fc_bench_gemv ${GRAPH_MODE:-graph} > "$out/bench_gemv_graph.txt" 2>&1
+  summary+=("fc_bench_gemv ${GRAPH_MODE:-graph}: rc=$?")
 fi
 args=${BENCH_ARGS:-"--prompt-len 16 --context 0,1024,8192 --batch 1 --gen-len 48 --warmup 1 --iters 2"}
 for run in 1 2; do
   for v in "${variants[@]}"; do
-    extra=""; [[ $v != default ]] && extra=${v//,/ }
+    extra=""
+    if [[ $v == *+* ]]; then extra=${v//+/ }; elif [[ $v != default ]]; then extra=${v//,/ }; fi
     f="$out/bench_${v//[^a-z0-9]/_}_$run.txt"
     echo "flashcore bench --synthetic llama-3.1-8b $args $extra" > "$f"
     timeout -s KILL 100 $b/flashcore bench --synthetic llama-3.1-8b $args $extra >> "$f" 2>&1
@@ -39,8 +41,13 @@ for run in 1 2; do
 done
 (cd "$out" && tar czf ../variant_logs.tgz . && mv ../variant_logs.tgz .)
 if [[ ${GRAPH_BENCH:-1} != 0 ]]; then
-  echo "================ fc_bench_gemv graph ================"
-  grep -E "prefetch|chain|warp s3c2 |floor" "$out/bench_gemv_graph.txt" | head -16
+  echo "================ fc_bench_gemv ${GRAPH_MODE:-graph} ================"
+  if [[ ${GRAPH_MODE:-graph} == dynamic ]]; then
+    grep -E "floor|static|dynamic|cta" "$out/bench_gemv_graph.txt" | grep -v timeline | head -14
+    grep -E "^timeline|^(qkv|o_proj|gate_up|down|lm_head) |^sum" "$out/bench_gemv_graph.txt" | head -40
+  else
+    grep -E "prefetch|chain|warp s3c2 |floor" "$out/bench_gemv_graph.txt" | head -16
+  fi
 fi
 grep -h "copy bandwidth" "$out"/bench_default_1.txt 2>/dev/null
 echo "================ summary ================"

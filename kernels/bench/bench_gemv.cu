@@ -8,6 +8,7 @@
 //       copy rate).
 // Timing: CUDA events, warm-up first, median of many batches; weights rotate over >= 1 GiB (never L2).
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -74,8 +75,11 @@ int main(int argc, char** argv) {
   // M = 1 with the default tuning (printed in the first GEMV column), and no part (b): a short run to
   // profile (ncu -k regex:gemv_kernel).
   // fc_bench_gemv graph: part (b) only.
+  // fc_bench_gemv dynamic: part (b) for the dynamic-task kernel (GemvArgs::workspace, split rows) against the
+  // decode step's static kernels, then each one's per-kernel timeline from %globaltimer stamps.
   const std::string only = argc > 1 ? argv[1] : "";
-  const bool graph_only = only == "graph";
+  const bool dynamic_only = only == "dynamic";
+  const bool graph_only = only == "graph" || dynamic_only;
   if (cuda_device_count() == 0) {
     std::printf("SKIPPED: fc_bench_gemv needs an NVIDIA GPU\n");
     return 77;
@@ -310,6 +314,142 @@ int main(int argc, char** argv) {
         }
       };
     };
+    if (dynamic_only) {
+      // The step's GEMVs as (args, tuning) items: kernel k[proj] per projection (0 reg, 1 warp, 2 cta),
+      // dynamic tasks for the per-warp ones when `dyn`, o_proj / down rows split so / sd ways.
+      struct Item {
+        GemvArgs a;
+        GemvTuning t;
+        int proj;
+      };
+      const int outs[5] = {qkv, hidden, 2 * inter, hidden, vocab};
+      const int count = 4 * layers + 1;
+      size_t ws_total = 0;
+      std::vector<size_t> ws_offsets;
+      for (int i = 0; i < count; ++i) {
+        GemvArgs a;
+        a.out_dim = outs[i + 1 == count ? 4 : i % 4];
+        a.output = GemvOutput::kAddF32;
+        a.split_k = kGemvMaxSplit;
+        ws_offsets.push_back(ws_total);
+        ws_total += gemv_workspace_bytes(a);
+      }
+      DeviceBuffer ws(ws_total, "gemv task workspace");
+      CUDA_CHECK(cudaMemset(ws.get(), 0, ws_total));
+      const int sms = current_device_limits().sms;
+      const size_t trace_stride = size_t(sms) * 4 * 4;
+      DeviceBuffer tl(size_t(count) * trace_stride * 8, "gemv timeline");
+      auto items_of = [&](std::array<int, 5> k, bool dyn, int so, int sd) {
+        std::vector<Item> items;
+        auto tune = [&](int proj) {
+          GemvTuning t = make(static_cast<GemvKernel>(k[proj]), 3, 2);
+          return t;
+        };
+        for (int l = 0; l < layers; ++l) {
+          items.push_back({norm_args(L[l].qkv, L[l].norm1, qkv, GemvOutput::kBf16, qkv_out.get(), true), tune(0), 0});
+          items.push_back({bf_args(L[l].o, hidden, hidden, GemvOutput::kAddF32, residual.get(), attn, true), tune(1), 1});
+          items.push_back({norm_args(L[l].gate_up, L[l].norm2, 2 * inter, GemvOutput::kSwiglu, act.get(), true), tune(2), 2});
+          items.push_back({bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, true), tune(3), 3});
+        }
+        items.push_back({norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), true), tune(4), 4});
+        for (int i = 0; i < count; ++i) {
+          if (!dyn) continue;
+          items[i].a.workspace = static_cast<uint8_t*>(ws.get()) + ws_offsets[i];
+          items[i].a.split_k = items[i].proj == 1 ? so : items[i].proj == 3 ? sd : 1;
+        }
+        return items;
+      };
+      auto record_of = [&](std::vector<Item> items, bool traced) {
+        return [&, items, traced] {
+          for (int i = 0; i < count; ++i) {
+            GemvArgs a = items[i].a;
+            if (traced) a.trace = tl.as<uint64_t>() + size_t(i) * trace_stride;
+            gemv(a, items[i].t, s);
+          }
+        };
+      };
+      const std::array<int, 5> mix = {1, 0, 1, 0, 0}, warp = {1, 1, 1, 1, 1}, cta_down = {1, 1, 1, 2, 1};
+      const struct {
+        const char* name;
+        std::vector<Item> items;
+      } dvariants[] = {{"decode mix (static)", items_of(mix, false, 1, 1)},
+                       {"all warp s3c2 (static)", items_of(warp, false, 1, 1)},
+                       {"all warp, dynamic", items_of(warp, true, 1, 1)},
+                       {"all warp, dynamic, split o 2 / down 2", items_of(warp, true, 2, 2)},
+                       {"all warp, dynamic, split o 2 / down 4", items_of(warp, true, 2, 4)},
+                       {"all warp, dynamic, split o 4 / down 7", items_of(warp, true, 4, 7)},
+                       {"all warp, dynamic, split o 1 / down 7", items_of(warp, true, 1, 7)},
+                       {"decode mix, dynamic qkv / gate_up", items_of(mix, true, 1, 1)},
+                       {"warp static, cta s3c2 for down", items_of(cta_down, false, 1, 1)},
+                       {"decode mix (static, again)", items_of(mix, false, 1, 1)}};
+      for (const auto& v : dvariants) {
+        CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
+        const double ms = time_graph(s, record_of(v.items, false), 15);
+        std::printf("%-40s %2d %9.3f %8.1f%%\n", v.name, m, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
+        std::fflush(stdout);
+      }
+      // Timelines: the graph replayed with every CTA's stamps; per projection, mean over layers 1..30 (us).
+      const double proj_bytes[5] = {2.0 * qkv * hidden, 2.0 * hidden * hidden, 4.0 * inter * hidden,
+                                    2.0 * inter * hidden, 2.0 * vocab * hidden};
+      const char* names[5] = {"qkv", "o_proj", "gate_up", "down", "lm_head"};
+      for (const auto& v : dvariants) {
+        CUDA_CHECK(cudaMemsetAsync(tl.get(), 0, tl.bytes(), s));
+        time_graph(s, record_of(v.items, true), 3);
+        std::vector<uint64_t> t(size_t(count) * trace_stride);
+        CUDA_CHECK(cudaMemcpy(t.data(), tl.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+        struct K {
+          double entry_min, rel_min, rel_max, end_min, end_med, end_max;
+          int grid;
+        };
+        std::vector<K> ks(count);
+        for (int i = 0; i < count; ++i) {
+          const uint64_t* k = t.data() + size_t(i) * trace_stride;
+          const int grid = static_cast<int>(k[3]);
+          std::vector<double> ends;
+          K r{1e300, 1e300, 0, 1e300, 0, 0, grid};
+          for (int c = 0; c < grid; ++c) {
+            r.entry_min = std::min(r.entry_min, double(k[c * 4]));
+            r.rel_min = std::min(r.rel_min, double(k[c * 4 + 1]));
+            r.rel_max = std::max(r.rel_max, double(k[c * 4 + 1]));
+            r.end_min = std::min(r.end_min, double(k[c * 4 + 2]));
+            r.end_max = std::max(r.end_max, double(k[c * 4 + 2]));
+            ends.push_back(double(k[c * 4 + 2]));
+          }
+          r.end_med = ends.empty() ? 0 : median(ends);
+          ks[i] = r;
+        }
+        std::printf("\ntimeline: %s (us; mean over layers 1..30; span = this kernel's last CTA end - the previous "
+                    "one's; gap = previous last end -> this one's first CTA past its wait)\n", v.name);
+        std::printf("%-8s %5s %8s %8s %8s %10s %10s %8s\n", "proj", "grid", "span", "gap", "run", "median end",
+                    "spread", "% copy");
+        double total = 0;
+        for (int proj = 0; proj < 5; ++proj) {
+          double span = 0, gap = 0, run = 0, med = 0, spread = 0, n = 0;
+          int grid = 0;
+          for (int i = 4; i < count; ++i) {
+            const int pi = i + 1 == count ? 4 : i % 4;
+            if (pi != proj || (proj < 4 && (i / 4 < 1 || i / 4 > 30))) continue;
+            const K& a = ks[i - 1];
+            const K& b = ks[i];
+            span += (b.end_max - a.end_max) / 1e3;
+            gap += (b.rel_min - a.end_max) / 1e3;
+            run += (b.end_max - b.rel_min) / 1e3;
+            med += (b.end_med - b.rel_min) / 1e3;
+            spread += (b.end_max - b.end_min) / 1e3;
+            grid = b.grid;
+            n += 1;
+          }
+          if (n == 0) continue;
+          total += span / n * (proj == 4 ? 1 : 32);
+          std::printf("%-8s %5d %8.2f %8.2f %8.2f %10.2f %10.2f %7.1f%%\n", names[proj], grid, span / n, gap / n,
+                      run / n, med / n, spread / n, 100.0 * proj_bytes[proj] / (span / n * 1e-6) / (copy_gbs * 1e9));
+        }
+        std::printf("sum of spans (32 layers + lm_head) %.3f ms; first kernel entry to last end %.3f ms\n", total / 1e3,
+                    (ks[count - 1].end_max - ks[0].entry_min) / 1e6);
+      }
+      CUDA_CHECK(cudaStreamDestroy(s));
+      return 0;
+    }
     const struct {
       const char* name;
       std::function<void()> record;
