@@ -309,9 +309,7 @@ int run_bench(const BenchOptions& o) {
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb},
-                                 {"gemv_dynamic", o.decode.gemv_dynamic},
-                                 {"gemv_split_of", std::vector<int>(std::begin(o.decode.gemv_split_of), std::end(o.decode.gemv_split_of))},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait},
                                  {"attn_ctas_per_sm", o.decode.attn_ctas_per_sm},
                                  {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
                                                                      std::end(o.decode.gemv_kernel_of))},
@@ -458,24 +456,10 @@ Runner add_bench_command(CLI::App& app) {
          },
          "the GEMV kernel per decode projection: qkv,o_proj,gate_up,down,lm_head, each reg|warp|cta|- "
          "(a measurement knob)");
-  app.add_option_function<std::string>(
-         "--gemv-dynamic",
-         [o](const std::string& v) {
-           // O,D: the row splits of o_proj and down (1 = whole rows)
-           const std::vector<std::string> parts = split_commas(v);
-           if (parts.size() != 2) throw CLI::ValidationError("--gemv-dynamic", "expected O,D (row splits), got '" + v + "'");
-           try {
-             o->decode.gemv_split_of[1] = std::stoi(parts[0]);
-             o->decode.gemv_split_of[3] = std::stoi(parts[1]);
-           } catch (const std::exception&) {
-             throw CLI::ValidationError("--gemv-dynamic", "not a number in '" + v + "'");
-           }
-           for (int k : {o->decode.gemv_split_of[1], o->decode.gemv_split_of[3]}) {
-             if (k < 1 || k > 16) throw CLI::ValidationError("--gemv-dynamic", "splits are 1..16, got '" + v + "'");
-           }
-           o->decode.gemv_dynamic = true;
-         },
-         "per-warp bulk GEMVs take tasks dynamically; O,D = row splits of o_proj and down (a measurement knob)");
+  app.add_option("--gemv-prewait", o->decode.gemv_prewait,
+                 "per-warp bulk GEMVs: ring slots requested before waiting on the previous kernel (0 = all; a "
+                 "measurement knob)")
+      ->check(CLI::Range(0, 8));
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");

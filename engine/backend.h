@@ -32,6 +32,7 @@ struct DecodeOptions {
   int gemv_slots = 0;      // bulk ring slots per warp
   int gemv_ctas_per_sm = 0;
   int gemv_late_trigger = -1;  // 0/1: GemvTuning::late_trigger
+  int gemv_prewait = 0;        // GemvTuning::prewait_slots (per-warp bulk kernel; 0 = the whole ring)
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   // One-row fused steps: each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one persistent
   // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90. Off: measured slower on an
@@ -40,11 +41,6 @@ struct DecodeOptions {
   // One-row fused steps without the chain: each GEMV pulls the first gemv_prefetch_mb MB of the next
   // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
   int gemv_prefetch_mb = 0;  // measured: 8 MB no gain in decode, 16+ slower (docs/PERFORMANCE.md)
-  // One-row fused steps: the per-warp bulk GEMVs take their tasks dynamically (GemvArgs::workspace), so
-  // warps on faster SMs take more; o_proj and down (the residual adds) split each row into
-  // gemv_split_of[projection] tasks (1..16), the last of them adding the partial sums.
-  bool gemv_dynamic = false;
-  int gemv_split_of[5] = {1, 1, 1, 1, 1};
   bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
   // Single-sequence decode steps: the attention's KV splits aim at this many CTAs per SM
   // (kernels/attention_decode.cuh; 0 = the kernel's occupancy, 2, which batches always use). 1 measured

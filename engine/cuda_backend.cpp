@@ -289,6 +289,7 @@ class CudaBackend final : public Backend {
     if (d.gemv_slots > 0) t.slots = d.gemv_slots;
     if (d.gemv_ctas_per_sm > 0) t.ctas_per_sm = d.gemv_ctas_per_sm;
     if (d.gemv_late_trigger >= 0) t.late_trigger = d.gemv_late_trigger != 0;
+    t.prewait_slots = d.gemv_prewait;
     gemv(a, t, s);
   }
 
@@ -444,13 +445,6 @@ class CudaBackend final : public Backend {
       items.push_back({down, 3});
     }
     items.push_back({gemv_norm_args(lm_head_, final_norm_, n, c.vocab_size, GemvOutput::kF32, logits_), 4});
-    if (options_.decode.gemv_dynamic) {
-      for (size_t i = 0; i < items.size(); ++i) {
-        GemvArgs& a = items[i].args;
-        a.split_k = a.output == GemvOutput::kAddF32 ? options_.decode.gemv_split_of[items[i].projection] : 1;
-        a.workspace = static_cast<uint8_t*>(gemv_tasks_ws_.get()) + gemv_ws_offsets_[i];
-      }
-    }
     const size_t cap = size_t(std::max(options_.decode.gemv_prefetch_mb, 0)) << 20;
     for (size_t i = 0; i < items.size() && cap > 0; ++i) {
       const GemvArgs& next = items[(i + 1) % items.size()].args;
@@ -664,26 +658,6 @@ class CudaBackend final : public Backend {
     }
     chain_barrier_ = DeviceBuffer(kGemvChainBarrierBytes, "GEMV chain barrier");
     CUDA_CHECK(cudaMemset(chain_barrier_.get(), 0, kGemvChainBarrierBytes));
-    if (options_.decode.gemv_dynamic) {
-      // One workspace per GEMV of the fused step (run_fused_decode's order: per layer qkv, o_proj, gate/up,
-      // down; then lm_head), so that PDL-overlapped neighbours never share counters.
-      const int outs[5] = {c.q_dim() + 2 * c.kv_dim(), c.hidden_size, 2 * c.intermediate_size, c.hidden_size,
-                           c.vocab_size};
-      size_t total = 0;
-      const size_t count = 4 * size_t(c.num_layers) + 1;
-      for (size_t i = 0; i < count; ++i) {
-        const int proj = i + 1 == count ? 4 : int(i % 4);
-        GemvArgs a;
-        a.rows = std::min(options_.decode.gemv_max_rows, kGemvMaxRows);
-        a.out_dim = outs[proj];
-        a.output = proj == 1 || proj == 3 ? GemvOutput::kAddF32 : GemvOutput::kBf16;
-        a.split_k = std::clamp(options_.decode.gemv_split_of[proj], 1, kGemvMaxSplit);
-        gemv_ws_offsets_.push_back(total);
-        total += gemv_workspace_bytes(a);
-      }
-      gemv_tasks_ws_ = DeviceBuffer(total, "GEMV task counters");
-      CUDA_CHECK(cudaMemset(gemv_tasks_ws_.get(), 0, total));
-    }
     gemm_ = std::make_unique<Gemm>();
   }
 
@@ -718,8 +692,7 @@ class CudaBackend final : public Backend {
   bf16* kv_pool_ = nullptr;  // layer l: K at 2l * pool_elems_, V at (2l + 1) * pool_elems_
   size_t pool_elems_ = 0;
 
-  DeviceBuffer workspace_, decode_ws_, sample_buf_, chain_barrier_, gemv_tasks_ws_;
-  std::vector<size_t> gemv_ws_offsets_;  // DecodeOptions::gemv_dynamic: each fused GEMV's workspace
+  DeviceBuffer workspace_, decode_ws_, sample_buf_, chain_barrier_;
   std::vector<GemvArgsItem> decode_items_;  // run_fused_decode's GEMVs (kept: no allocation per step)
   SamplingParams* d_sample_params_ = nullptr;
   int32_t* d_sample_ids_ = nullptr;

@@ -147,7 +147,8 @@ __device__ __forceinline__ void slot_dot(const GemvParams& p, const uint4* wv, c
 // kRmsNorm staging and the epilogues are the register kernel's.
 
 template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
-__global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_constant__ GemvParams p, int slots, int late_trigger) {
+__global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_constant__ GemvParams p, int slots, int late_trigger,
+                                                                int prewait) {
   static_assert(R * U * 32 * 16 == kBulkSlotBytes, "a step fills one slot");
   static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
   static_assert(kOut != GemvOutput::kRopeKV || R == 2, "a RoPE task is one rotate-half pair");
@@ -183,14 +184,19 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_con
       bulk_copy(ring + (slot * R + r) * kPiece, row + c0 * 8, bytes, &bars[slot], policy);
     }
   };
-  // Weights never depend on the previous kernel: the whole ring is requested before waiting.
+  // Weights never depend on the previous kernel: the ring (its first `prewait` slots) is requested before
+  // waiting, the rest once x is staged.
   trace_stamp(p, 0);
+  const int pre = prewait > 0 ? min(prewait, slots) : slots;
   if (lane == 0) {
-    for (int s = 0; s < min(slots, steps); ++s) issue(s);
+    for (int s = 0; s < min(pre, steps); ++s) issue(s);
   }
   griddep_wait();
   if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
   trace_stamp(p, 1);
+  if (lane == 0) {
+    for (int s = pre; s < min(slots, steps); ++s) issue(s);
+  }
   if (!late_trigger) griddep_launch_dependents();
 
   float acc[R][M];
@@ -225,160 +231,6 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_con
   trace_stamp(p, 2);
 }
 
-// ---- The per-warp bulk-copy kernel with dynamic tasks (GemvArgs::workspace) ----
-//
-// The same ring, steps and arithmetic, but a warp's tasks are not fixed in advance: its first is
-// blockIdx.x * kWarps + warp, each further one a ticket from the workspace counter (plus the grid's warps),
-// taken by lane 0 one task ahead of need. Lane 0 tags each slot it fills with its (task, piece), and with
-// -1 (a plain arrival, no copy) once the counter runs past the tasks; the lanes read the tag after the
-// slot's barrier, so they need not know how many steps they will get. With split_k > 1 task t is split
-// t % split_k of row task t / split_k: pieces [k pps, (k + 1) pps) of the rows (pps = pieces per split),
-// its sums stored as partials; the task that brings a row task's counter to split_k adds them all to out.
-// The warp that finishes last resets the counters, so the workspace is zero again for the next launch.
-
-// kAddF32, split_k > 1: split k of row task rt is done (every lane holds acc).
-template <int M, int R>
-__device__ __forceinline__ void store_split(const GemvParams& p, int rt, int k, int lane, const float (&acc)[R][M]) {
-  if (lane != 0) return;
-  const int S = p.split_k;
-  float* part = p.partials + static_cast<int64_t>(rt) * S * R * M;  // (S, R, M) of this row task
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < M; ++m) part[(k * R + r) * M + m] = acc[r][m];
-  __threadfence();  // the partials before the count (release)
-  if (atomicAdd(p.workspace + 4 + rt, 1u) != static_cast<uint32_t>(S - 1)) return;
-  __threadfence();  // every split's count, hence its partials, before reading them (acquire)
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int row = rt * R + r;
-    if (row >= p.out_dim) continue;
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      float sum = 0.f;
-      for (int kk = 0; kk < S; ++kk) sum += kk == k ? acc[r][m] : __ldcg(part + (kk * R + r) * M + m);
-      static_cast<float*>(p.out)[static_cast<int64_t>(m) * p.out_dim + row] += sum;
-    }
-  }
-  p.workspace[4 + rt] = 0;
-}
-
-template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
-__global__ void __launch_bounds__(kThreads, 1) gemv_bulk_dyn_kernel(const __grid_constant__ GemvParams p, int slots) {
-  static_assert(R * U * 32 * 16 == kBulkSlotBytes, "a step fills one slot");
-  static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
-  static_assert(kOut != GemvOutput::kRopeKV || R == 2, "a RoPE task is one rotate-half pair");
-  constexpr int kPiece = 32 * U;
-  extern __shared__ __align__(128) uint8_t smem[];
-  __shared__ int tags[kWarps][kBulkMaxSlots];  // a slot's step: task << 8 | piece, or -1: no more
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem) + warp * kBulkMaxSlots;
-  uint4* ring = reinterpret_cast<uint4*>(smem + kBulkBarBytes) + warp * slots * R * kPiece;
-  uint4* smem_x = reinterpret_cast<uint4*>(smem + kBulkBarBytes + kWarps * slots * kBulkSlotBytes);
-  int* tag = tags[warp];
-  const int chunks = p.in_dim / 8;
-  const int pieces = (chunks + kPiece - 1) / kPiece;
-  const int S = p.split_k;
-  const int pps = (pieces + S - 1) / S;
-  const int total_warps = gridDim.x * kWarps;
-  const uint64_t policy = evict_first_policy();
-
-  trace_stamp(p, 0);
-  if (lane == 0) {
-    for (int i = 0; i < slots; ++i) mbar_init(&bars[i], 1);
-    mbar_init_fence();
-  }
-  __syncwarp();
-  // Lane 0's producer state: the task and piece of the next step to issue (task -1: none left), the end
-  // of the task's pieces, the ticket for the task after it.
-  int task = -1, piece = 0, piece_end = 0;
-  uint32_t ticket = 0;
-  bool ended = false;
-  auto begin = [&](int t) {
-    task = t;
-    if (t < 0) return;
-    piece = (t % S) * pps;
-    piece_end = min(pieces, piece + pps);
-    ticket = atomicAdd(p.workspace, 1u);
-  };
-  auto produce = [&](int slot) {
-    if (task < 0) {
-      tag[slot] = -1;
-      mbar_arrive(&bars[slot]);
-      ended = true;
-      return;
-    }
-    const int c0 = piece * kPiece;
-    const uint32_t bytes = static_cast<uint32_t>(min(kPiece, chunks - c0)) * 16;
-    tag[slot] = task << 8 | piece;
-    mbar_expect_tx(&bars[slot], R * bytes);
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      bool real;
-      const bf16* row = p.w + static_cast<int64_t>(task_row<kOut, R>(p, task / S, r, &real)) * p.in_dim;
-      bulk_copy(ring + (slot * R + r) * kPiece, row + c0 * 8, bytes, &bars[slot], policy);
-    }
-    if (++piece == piece_end) {
-      const int next = static_cast<int>(ticket) + total_warps;
-      begin(next < p.tasks ? next : -1);
-    }
-  };
-  // Weights never depend on the previous kernel: the whole ring is requested before waiting.
-  if (lane == 0) {
-    const int first = blockIdx.x * kWarps + warp;
-    begin(first < p.tasks ? first : -1);
-    for (int s = 0; s < slots && !ended; ++s) produce(s);
-  }
-  griddep_wait();
-  if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
-  trace_stamp(p, 1);
-  griddep_launch_dependents();
-
-  float acc[R][M];
-  for (int step = 0;; ++step) {
-    const int slot = step % slots;
-    mbar_wait(&bars[slot], (step / slots) & 1);
-    const int at = tag[slot];
-    if (at < 0) break;
-    const int t = at >> 8, pc = at & 255;
-    const int k = t % S;
-    if (pc == k * pps) {
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
-    }
-    slot_dot<M, kIn, R, U>(p, ring + slot * R * kPiece, smem_x, pc * kPiece, chunks, lane, acc);
-    __syncwarp();
-    if (lane == 0 && !ended) {
-      fence_proxy_async();
-      produce(slot);
-    }
-    if (pc == min(pieces, k * pps + pps) - 1) {
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int m = 0; m < M; ++m) acc[r][m] = warp_sum(acc[r][m]);
-      if constexpr (kOut == GemvOutput::kAddF32) {
-        if (S > 1) {
-          store_split<M, R>(p, t / S, k, lane, acc);
-          continue;
-        }
-      }
-      store_task<M, kOut, R>(p, t, lane, acc);
-    }
-  }
-  if (lane == 0 && atomicAdd(p.workspace + 1, 1u) == static_cast<uint32_t>(total_warps - 1)) {
-    p.workspace[0] = 0;  // every ticket has been taken (each warp's last one before its count)
-    p.workspace[1] = 0;
-  }
-  prefetch_next(p);
-  trace_stamp(p, 2);
-}
-
-// Where GemvArgs::workspace keeps the partial sums (after the counters).
-inline size_t workspace_partials_offset(int out_dim) { return (16 + size_t(out_dim) * 4 + 15) / 16 * 16; }
-
 template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t stream) {
   const int slots = t.kernel == GemvKernel::kRegisters ? 0 : bulk_slots(a, t);
@@ -407,28 +259,10 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
     grid = std::min(needed, (warps + kWarps - 1) / kWarps);
   }
   grid = std::max(grid, 1);
-  // Dynamic tasks where the slot tags can hold them (task << 8 | piece).
-  if (slots > 0 && a.workspace != nullptr && (a.in_dim / 8 + 32 * U - 1) / (32 * U) < 256 &&
-      int64_t(p.tasks) * kGemvMaxSplit < (int64_t(1) << 23)) {
-    int split = kOut == GemvOutput::kAddF32 ? std::clamp(a.split_k, 1, kGemvMaxSplit) : 1;
-    const int pieces = (a.in_dim / 8 + 32 * U - 1) / (32 * U);
-    while (split > 1 && (split - 1) * ((pieces + split - 1) / split) >= pieces) --split;  // no empty split
-    static thread_local int dyn_smem = -1, dyn_blocks = 0;
-    const int dyn_per_sm = std::min(t.ctas_per_sm, resident_ctas(gemv_bulk_dyn_kernel<M, kIn, kOut, R, U>, smem,
-                                                                 &dyn_smem, &dyn_blocks));
-    p.split_k = split;
-    p.tasks *= split;
-    p.workspace = static_cast<uint32_t*>(a.workspace);
-    p.partials = reinterpret_cast<float*>(static_cast<uint8_t*>(a.workspace) + workspace_partials_offset(a.out_dim));
-    const int dyn_grid = std::max(1, std::min((p.tasks + kWarps - 1) / kWarps, current_device_limits().sms * dyn_per_sm));
-    const LaunchConfig launch(dim3(dyn_grid), dim3(kThreads), smem, stream, a.pdl);
-    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, gemv_bulk_dyn_kernel<M, kIn, kOut, R, U>, p, slots));
-    CUDA_CHECK_LAUNCH();
-    return;
-  }
   const LaunchConfig launch(dim3(grid), dim3(kThreads), smem, stream, a.pdl);
   if (slots > 0) {
-    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, gemv_bulk_kernel<M, kIn, kOut, R, U>, p, slots, t.late_trigger ? 1 : 0));
+    CUDA_CHECK(cudaLaunchKernelEx(&launch.config, gemv_bulk_kernel<M, kIn, kOut, R, U>, p, slots, t.late_trigger ? 1 : 0,
+                                  t.prewait_slots));
   } else {
     CUDA_CHECK(cudaLaunchKernelEx(&launch.config, gemv_kernel<M, kIn, kOut, R, U>, p));
   }
@@ -440,9 +274,6 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
 // so tasks / warps = 1.45 costs as much as 2.
 template <int M, GemvInput kIn, GemvOutput kOut>
 void launch_tuned(const GemvArgs& a, const GemvParams& p, GemvTuning t, cudaStream_t s) {
-  if (t.rows_per_task == 0 && a.workspace != nullptr && t.kernel == GemvKernel::kBulkWarp) {
-    t.rows_per_task = 2;  // dynamic tasks balance the end themselves: 2 rows a task, each x chunk serving both
-  }
   if (t.rows_per_task == 0) {
     const double warps = double(current_device_limits().sms) * t.ctas_per_sm * kWarps;
     auto efficiency = [&](int r) {
@@ -488,19 +319,9 @@ bool gemv_supported(const GemvArgs& a) {
   }
   if (a.w == nullptr || !aligned16(a.w) || a.out == nullptr) return false;
   if (a.prefetch != nullptr && !aligned16(a.prefetch)) return false;
-  if (a.workspace != nullptr && !aligned16(a.workspace)) return false;
-  if (a.split_k < 1 || a.split_k > kGemvMaxSplit || (a.split_k > 1 && a.output != GemvOutput::kAddF32)) return false;
   if (a.input == GemvInput::kBf16) return a.x != nullptr && aligned16(a.x);
   return a.residual != nullptr && aligned16(a.residual) && a.norm_weight != nullptr && aligned16(a.norm_weight) &&
          smem_bytes(a) <= static_cast<size_t>(kMaxSmemBytes);
-}
-
-size_t gemv_workspace_bytes(const GemvArgs& a) {
-  const int split = std::clamp(a.split_k, 1, kGemvMaxSplit);
-  // Partials: at most (out_dim / R rounded up) x split x R x rows <= (out_dim + 1) x split x rows floats.
-  if (split == 1) return 16;
-  const size_t partials = (size_t(a.out_dim) + 1) * split * std::max(a.rows, 1) * 4;
-  return workspace_partials_offset(a.out_dim) + (partials + 15) / 16 * 16;
 }
 
 void gemv(const GemvArgs& a, cudaStream_t stream) { gemv(a, GemvTuning{}, stream); }
@@ -523,7 +344,6 @@ void gemv(const GemvArgs& a, const GemvTuning& tuning, cudaStream_t stream) {
   p.rope = a.rope;
   p.prefetch = static_cast<const uint8_t*>(a.prefetch);
   p.prefetch_bytes = a.prefetch != nullptr ? a.prefetch_bytes : 0;
-  p.split_k = 1;
   p.trace = a.trace;
   if (tuning.kernel == GemvKernel::kBulkCta && gemv_coop(a, p, tuning, stream)) return;
   using In = GemvInput;

@@ -61,24 +61,12 @@ struct GemvArgs {
   // kernel's tail and the launch gap (sm_90 register and per-warp bulk kernels; 16-byte aligned).
   const void* prefetch = nullptr;
   size_t prefetch_bytes = 0;
-  // Optional, per-warp bulk kernel (GemvKernel::kBulkWarp) only: dynamic tasks. `workspace` holds
-  // gemv_workspace_bytes(args) bytes of device memory, zero before its first use, which no other kernel
-  // touches while this one runs (it is left zero again). Each warp's first task is fixed; warps take the
-  // rest from a counter in it, so warps on SMs that stream faster take more and the kernel ends balanced.
-  // split_k > 1 (kAddF32 only) also cuts each row's product into split_k tasks over consecutive pieces of
-  // in_dim: the last of a row's tasks to finish adds the split partial sums in split order to out
-  // (deterministic; rounded differently from split_k = 1). Ignored where the kernel cannot run (not sm_90).
-  void* workspace = nullptr;
-  int split_k = 1;  // 1..kGemvMaxSplit
   // Optional: per-CTA %globaltimer stamps for timelines, 4 u64 a CTA: entry, past griddepcontrol.wait (and
-  // the kRmsNorm staging), exit (after the CTA's last store), gridDim.x. Register and per-warp kernels.
+  // the kRmsNorm staging), exit (after the CTA's last store), gridDim.x. Every kernel.
   uint64_t* trace = nullptr;
 };
 
-constexpr int kGemvMaxSplit = 16;
-// Bytes of GemvArgs::workspace these arguments need (a task counter pair; with split_k > 1 also a
-// counter per row task and the partial sums). 16-byte multiple.
-size_t gemv_workspace_bytes(const GemvArgs& args);
+
 
 // Which kernel streams the weights (kernels/gemv.cu, gemv_coop.cu):
 //   kRegisters  a warp owns whole rows; 16-byte loads double-buffered in registers (any GPU)
@@ -101,6 +89,8 @@ struct GemvTuning {
   int slots = 3;           // bulk kernels: 4 KB ring slots per warp (2..8; fewer when the kRmsNorm rows need room)
   bool late_trigger = false;  // bulk kernels, PDL: let the next kernel launch once each warp has issued its last
                               // copy, not as soon as the CTA has started (its CTAs then wait on SMs meanwhile)
+  int prewait_slots = 0;   // per-warp bulk kernel: ring slots filled before griddepcontrol.wait (0 = all); the
+                           // rest once x is staged
 };
 
 // Whether gemv() takes these arguments (rows, alignment, in_dim % 8, the kRmsNorm row in shared memory).

@@ -70,11 +70,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
   // Weights never depend on the previous kernel: the whole ring is requested before waiting.
+  trace_stamp(p, 0);
   if (lane == 0) {
     for (int s = 0; s < min(slots, steps); ++s) issue(s);
   }
   griddep_wait();
   if constexpr (kIn == GemvInput::kRmsNorm) stage_rmsnorm<M>(p, smem_x);
+  trace_stamp(p, 1);
   if (!late_trigger) griddep_launch_dependents();
 
   float acc[R][M];
@@ -159,6 +161,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
+  trace_stamp(p, 2);
 }
 
 template <int M, GemvInput kIn, GemvOutput kOut, int R>

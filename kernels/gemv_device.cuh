@@ -30,10 +30,7 @@ struct GemvParams {
   GemvRope rope;
   const uint8_t* prefetch;  // GemvArgs::prefetch
   size_t prefetch_bytes;
-  uint32_t* workspace;  // GemvArgs::workspace (dynamic tasks): [next ticket, warps done, -, -, row counters..]
-  float* partials;      // split_k > 1: (row tasks, split_k, R, M) partial sums
-  int split_k;
-  uint64_t* trace;      // GemvArgs::trace
+  uint64_t* trace;          // GemvArgs::trace
 };
 
 // GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry, with gridDim.x), 1 (past the wait), 2 (exit:

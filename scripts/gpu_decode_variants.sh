@@ -6,9 +6,9 @@
 # step under a hard timeout, logs in OUT_DIR; summary last.
 #   scripts/gpu_decode_variants.sh OUT_DIR [TEST_FILTER (default "[gemv]")] [VARIANT...]
 #   VARIANT: bench flags in one word, commas for spaces ("--gemv-prefetch,0"), or "+" for spaces where a
-#   value holds commas ("--gemv-dynamic+2,4"), or "default"
+#   value holds commas ("--gemv-kernels+warp,reg,warp,reg,reg"), or "default"
 #   env BENCH_ARGS: the bench's shape flags (default batch 1, contexts 0,1024,8192); GRAPH_BENCH=0 skips
-#   fc_bench_gemv; GRAPH_MODE: its mode (graph, default; or dynamic)
+#   fc_bench_gemv; GRAPH_MODE: its mode (graph, default; or timeline)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/gpu_lib.sh
@@ -42,9 +42,9 @@ done
 (cd "$out" && tar czf ../variant_logs.tgz . && mv ../variant_logs.tgz .)
 if [[ ${GRAPH_BENCH:-1} != 0 ]]; then
   echo "================ fc_bench_gemv ${GRAPH_MODE:-graph} ================"
-  if [[ ${GRAPH_MODE:-graph} == dynamic ]]; then
-    grep -E "floor|static|dynamic|cta" "$out/bench_gemv_graph.txt" | grep -v timeline | head -14
-    grep -E "^timeline|^(qkv|o_proj|gate_up|down|lm_head) |^sum" "$out/bench_gemv_graph.txt" | head -40
+  if [[ ${GRAPH_MODE:-graph} == timeline ]]; then
+    sed -n '/^one step/,/^$/p' "$out/bench_gemv_graph.txt" | head -14
+    grep -E "^timeline|^(proj|qkv|o_proj|gate_up|down|lm_head) |^sum" "$out/bench_gemv_graph.txt" | cut -c1-110 | head -60
   else
     grep -E "prefetch|chain|warp s3c2 |floor" "$out/bench_gemv_graph.txt" | head -16
   fi

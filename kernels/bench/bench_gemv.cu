@@ -75,11 +75,11 @@ int main(int argc, char** argv) {
   // M = 1 with the default tuning (printed in the first GEMV column), and no part (b): a short run to
   // profile (ncu -k regex:gemv_kernel).
   // fc_bench_gemv graph: part (b) only.
-  // fc_bench_gemv dynamic: part (b) for the dynamic-task kernel (GemvArgs::workspace, split rows) against the
-  // decode step's static kernels, then each one's per-kernel timeline from %globaltimer stamps.
+  // fc_bench_gemv timeline: part (b) for the decode step's kernel mix and variants of it, then each one's
+  // per-kernel timeline from %globaltimer stamps (GemvArgs::trace).
   const std::string only = argc > 1 ? argv[1] : "";
-  const bool dynamic_only = only == "dynamic";
-  const bool graph_only = only == "graph" || dynamic_only;
+  const bool timeline_only = only == "timeline";
+  const bool graph_only = only == "graph" || timeline_only;
   if (cuda_device_count() == 0) {
     std::printf("SKIPPED: fc_bench_gemv needs an NVIDIA GPU\n");
     return 77;
@@ -314,35 +314,23 @@ int main(int argc, char** argv) {
         }
       };
     };
-    if (dynamic_only) {
-      // The step's GEMVs as (args, tuning) items: kernel k[proj] per projection (0 reg, 1 warp, 2 cta),
-      // dynamic tasks for the per-warp ones when `dyn`, o_proj / down rows split so / sd ways.
+    if (timeline_only) {
+      // The step's GEMVs as (args, tuning) items: kernel k[proj] per projection (0 reg, 1 warp, 2 cta), the
+      // per-warp ones filling `pre[proj]` ring slots before griddepcontrol.wait (0 = all).
       struct Item {
         GemvArgs a;
         GemvTuning t;
         int proj;
       };
-      const int outs[5] = {qkv, hidden, 2 * inter, hidden, vocab};
       const int count = 4 * layers + 1;
-      size_t ws_total = 0;
-      std::vector<size_t> ws_offsets;
-      for (int i = 0; i < count; ++i) {
-        GemvArgs a;
-        a.out_dim = outs[i + 1 == count ? 4 : i % 4];
-        a.output = GemvOutput::kAddF32;
-        a.split_k = kGemvMaxSplit;
-        ws_offsets.push_back(ws_total);
-        ws_total += gemv_workspace_bytes(a);
-      }
-      DeviceBuffer ws(ws_total, "gemv task workspace");
-      CUDA_CHECK(cudaMemset(ws.get(), 0, ws_total));
       const int sms = current_device_limits().sms;
       const size_t trace_stride = size_t(sms) * 4 * 4;
       DeviceBuffer tl(size_t(count) * trace_stride * 8, "gemv timeline");
-      auto items_of = [&](std::array<int, 5> k, bool dyn, int so, int sd) {
+      auto items_of = [&](std::array<int, 5> k, std::array<int, 5> pre = {0, 0, 0, 0, 0}) {
         std::vector<Item> items;
         auto tune = [&](int proj) {
           GemvTuning t = make(static_cast<GemvKernel>(k[proj]), 3, 2);
+          t.prewait_slots = pre[proj];
           return t;
         };
         for (int l = 0; l < layers; ++l) {
@@ -352,11 +340,6 @@ int main(int argc, char** argv) {
           items.push_back({bf_args(L[l].down, inter, hidden, GemvOutput::kAddF32, residual.get(), act, true), tune(3), 3});
         }
         items.push_back({norm_args(lm_head, final_norm, vocab, GemvOutput::kF32, logits.get(), true), tune(4), 4});
-        for (int i = 0; i < count; ++i) {
-          if (!dyn) continue;
-          items[i].a.workspace = static_cast<uint8_t*>(ws.get()) + ws_offsets[i];
-          items[i].a.split_k = items[i].proj == 1 ? so : items[i].proj == 3 ? sd : 1;
-        }
         return items;
       };
       auto record_of = [&](std::vector<Item> items, bool traced) {
@@ -368,20 +351,18 @@ int main(int argc, char** argv) {
           }
         };
       };
-      const std::array<int, 5> mix = {1, 0, 1, 0, 0}, warp = {1, 1, 1, 1, 1}, cta_down = {1, 1, 1, 2, 1};
+      const std::array<int, 5> mix = {1, 0, 1, 0, 0}, warp = {1, 1, 1, 1, 1}, cta_down = {1, 1, 1, 2, 1},
+                               reg_gate_up = {1, 0, 0, 0, 0};
       const struct {
         const char* name;
         std::vector<Item> items;
-      } dvariants[] = {{"decode mix (static)", items_of(mix, false, 1, 1)},
-                       {"all warp s3c2 (static)", items_of(warp, false, 1, 1)},
-                       {"all warp, dynamic", items_of(warp, true, 1, 1)},
-                       {"all warp, dynamic, split o 2 / down 2", items_of(warp, true, 2, 2)},
-                       {"all warp, dynamic, split o 2 / down 4", items_of(warp, true, 2, 4)},
-                       {"all warp, dynamic, split o 4 / down 7", items_of(warp, true, 4, 7)},
-                       {"all warp, dynamic, split o 1 / down 7", items_of(warp, true, 1, 7)},
-                       {"decode mix, dynamic qkv / gate_up", items_of(mix, true, 1, 1)},
-                       {"warp static, cta s3c2 for down", items_of(cta_down, false, 1, 1)},
-                       {"decode mix (static, again)", items_of(mix, false, 1, 1)}};
+      } dvariants[] = {{"decode mix", items_of(mix)},
+                       {"decode mix, qkv/gate_up 1 slot pre-wait", items_of(mix, {1, 0, 1, 0, 0})},
+                       {"decode mix, qkv/gate_up 2 slots pre-wait", items_of(mix, {2, 0, 2, 0, 0})},
+                       {"decode mix, gate_up on registers", items_of(reg_gate_up)},
+                       {"all warp s3c2", items_of(warp)},
+                       {"all warp s3c2, cta s3c2 for down", items_of(cta_down)},
+                       {"decode mix (again)", items_of(mix)}};
       for (const auto& v : dvariants) {
         CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
         const double ms = time_graph(s, record_of(v.items, false), 15);
@@ -419,20 +400,24 @@ int main(int argc, char** argv) {
           ks[i] = r;
         }
         std::printf("\ntimeline: %s (us; mean over layers 1..30; span = this kernel's last CTA end - the previous "
-                    "one's; gap = previous last end -> this one's first CTA past its wait)\n", v.name);
-        std::printf("%-8s %5s %8s %8s %8s %10s %10s %8s\n", "proj", "grid", "span", "gap", "run", "median end",
-                    "spread", "% copy");
+                    "one's; gap = previous last end -> this one's first CTA past its wait and staging; waits = first "
+                    "to last CTA past it; run, median end: from the first CTA past it; spread: first to last CTA "
+                    "end)\n", v.name);
+        std::printf("%-8s %5s %8s %8s %8s %8s %10s %10s %8s\n", "proj", "grid", "span", "gap", "waits", "run",
+                    "median end", "spread", "% copy");
         double total = 0;
         for (int proj = 0; proj < 5; ++proj) {
-          double span = 0, gap = 0, run = 0, med = 0, spread = 0, n = 0;
+          double span = 0, gap = 0, waits = 0, run = 0, med = 0, spread = 0, n = 0;
           int grid = 0;
           for (int i = 4; i < count; ++i) {
             const int pi = i + 1 == count ? 4 : i % 4;
             if (pi != proj || (proj < 4 && (i / 4 < 1 || i / 4 > 30))) continue;
             const K& a = ks[i - 1];
             const K& b = ks[i];
+            if (a.grid == 0 || b.grid == 0) continue;  // a launch that left no stamps
             span += (b.end_max - a.end_max) / 1e3;
             gap += (b.rel_min - a.end_max) / 1e3;
+            waits += (b.rel_max - b.rel_min) / 1e3;
             run += (b.end_max - b.rel_min) / 1e3;
             med += (b.end_med - b.rel_min) / 1e3;
             spread += (b.end_max - b.end_min) / 1e3;
@@ -441,8 +426,8 @@ int main(int argc, char** argv) {
           }
           if (n == 0) continue;
           total += span / n * (proj == 4 ? 1 : 32);
-          std::printf("%-8s %5d %8.2f %8.2f %8.2f %10.2f %10.2f %7.1f%%\n", names[proj], grid, span / n, gap / n,
-                      run / n, med / n, spread / n, 100.0 * proj_bytes[proj] / (span / n * 1e-6) / (copy_gbs * 1e9));
+          std::printf("%-8s %5d %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f %7.1f%%\n", names[proj], grid, span / n, gap / n,
+                      waits / n, run / n, med / n, spread / n, 100.0 * proj_bytes[proj] / (span / n * 1e-6) / (copy_gbs * 1e9));
         }
         std::printf("sum of spans (32 layers + lm_head) %.3f ms; first kernel entry to last end %.3f ms\n", total / 1e3,
                     (ks[count - 1].end_max - ks[0].entry_min) / 1e6);

@@ -16,8 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <optional>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -38,7 +36,6 @@ struct Case {
   GemvOutput output;
   bool pdl;
   GemvTuning tuning = {};
-  int split_k = 0;  // > 0: dynamic tasks (GemvArgs::workspace) with this split_k
 };
 
 const char* name(GemvInput i) { return i == GemvInput::kBf16 ? "bf16" : "rmsnorm"; }
@@ -63,11 +60,6 @@ const char* name(GemvKernel k) {
 }
 constexpr GemvKernel kKernels[] = {GemvKernel::kBulkCta, GemvKernel::kBulkWarp, GemvKernel::kRegisters};
 
-bool sm90() { return current_device_limits().cc_major >= 9; }
-
-// The workspace's counters (the next ticket, the warps done; with split_k > 1 the per-row-task counts).
-size_t workspace_counter_words(const GemvArgs& a) { return 4 + (a.split_k > 1 ? size_t(a.out_dim) : 0); }
-
 struct Stats {
   int cases = 0;
   double max_nmse = 0;
@@ -76,7 +68,7 @@ struct Stats {
 
 void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   CAPTURE(c.rows, c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, c.tuning.rows_per_task,
-          c.tuning.persistent, c.tuning.ctas_per_sm, name(c.tuning.kernel), c.tuning.slots, c.split_k);
+          c.tuning.persistent, c.tuning.ctas_per_sm, name(c.tuning.kernel), c.tuning.slots);
   const size_t K = c.in_dim, N = c.out_dim, M = c.rows;
   const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
   GuardedBuffer d_w(N * K * 2);
@@ -130,23 +122,9 @@ void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   a.output = c.output;
   a.out = d_out.get();
   a.pdl = c.pdl;
-  std::optional<GuardedBuffer> d_ws;
-  if (c.split_k > 0) {
-    a.split_k = c.split_k;
-    d_ws.emplace(gemv_workspace_bytes(a));
-    const std::vector<uint8_t> zeros(d_ws->bytes(), 0);
-    d_ws->upload(zeros.data(), zeros.size());
-    a.workspace = d_ws->get();
-  }
   REQUIRE(gemv_supported(a));
   gemv(a, c.tuning, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
-  if (d_ws) {  // the kernel leaves its counters zero for the next launch (the partials may stay)
-    std::vector<uint32_t> words(workspace_counter_words(a));
-    d_ws->download(words.data(), words.size() * 4);
-    CHECK(std::all_of(words.begin(), words.end(), [](uint32_t v) { return v == 0; }));
-    CHECK(d_ws->sentinel_intact());
-  }
 
   std::vector<float> got(M * out_cols);
   if (f32_out) {
@@ -213,6 +191,13 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
             run_case({slots == 2 ? 3 : 8, 1088, out == GemvOutput::kSwiglu ? 1030 : 1027, in, out, true, {0, true, slots / 2, k, slots}}, rng, stats);
           }
           run_case({2, 8256, out == GemvOutput::kSwiglu ? 262 : 261, in, out, false, {0, true, 1, k, 3}}, rng, stats);
+          if (k == GemvKernel::kBulkWarp) {  // part of the ring filled after the wait (GemvTuning::prewait_slots)
+            for (int pre : {1, 2}) {
+              GemvTuning t{0, true, 2, k, 3};
+              t.prewait_slots = pre;
+              run_case({pre, 2056, out == GemvOutput::kSwiglu ? 518 : 517, in, out, true, t}, rng, stats);
+            }
+          }
           run_case({1, 64, out == GemvOutput::kSwiglu ? 2 : 1, in, out, true, {0, true, 2, k, 3}}, rng, stats);
         } else {
           run_case({4, 264, 38, in, out, true, {0, true, 2, k}}, rng, stats);
@@ -223,97 +208,45 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
   }
 }
 
-// Dynamic tasks (GemvArgs::workspace): every mode, tails, rows 1..8, and split_k up to more splits than a
-// row has pieces (clamped) for kAddF32; the 8B shapes of o_proj and down at the splits the engine offers.
-TEST_CASE("gemv with dynamic tasks and split rows matches matmul_ref", "[gpu][gemv]") {
-  if (!sm90()) {
-    WARN("SKIPPED: dynamic tasks need sm_90 (the static kernel runs instead)");
-  }
-  const uint32_t seed = fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937 rng(seed);
-  Stats stats;
-  const GemvOutput outs[] = {GemvOutput::kBf16, GemvOutput::kF32, GemvOutput::kAddF32, GemvOutput::kSwiglu};
-  GemvTuning t;
-  t.kernel = GemvKernel::kBulkWarp;
-  for (GemvInput in : {GemvInput::kBf16, GemvInput::kRmsNorm}) {
-    for (GemvOutput out : outs) {
-      const bool add = out == GemvOutput::kAddF32;
-      const int odd = out == GemvOutput::kSwiglu ? 38 : 37;
-      for (int rows : {1, 2, 5, 8}) run_case({rows, 2056, odd, in, out, rows % 2 == 0, t, 1}, rng, stats);
-      run_case({1, 8, out == GemvOutput::kSwiglu ? 2 : 1, in, out, true, t, 1}, rng, stats);
-      run_case({3, 1032, out == GemvOutput::kSwiglu ? 20002 : 20001, in, out, true, t, add ? 3 : 1}, rng, stats);
-      if (!add) continue;
-      for (int split : {2, 3, 4, 7, 16}) {
-        // 15 pieces of 2 rows; at most 3 rows of kRmsNorm x fit the shared memory at this in_dim
-        run_case({split % 2 ? 1 : 3, 14336 + 8, 517, in, out, true, t, split}, rng, stats);
-      }
-      for (int slots : {2, 8}) {
-        GemvTuning ts = t;
-        ts.slots = slots;
-        ts.rows_per_task = 1;
-        run_case({2, 4104, 261, in, out, true, ts, 5}, rng, stats);  // rows of 3 pieces (one partial): 5 -> 3 splits
-      }
-    }
-  }
-  for (int split : {1, 2, 4, 7}) {
-    run_case({1, 4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t, split}, rng, stats);   // o_proj
-    run_case({1, 14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, t, split}, rng, stats);  // down
-  }
-  run_case({1, 4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true, t, 1}, rng, stats);  // gate_up
-}
-
-// One workspace through repeated PDL launches: each launch finds the counters zero (the previous one
-// reset them), and the split sums are deterministic: the same bits on every replay of the sequence.
-TEST_CASE("gemv dynamic tasks: a workspace reused by back-to-back launches", "[gpu][gemv][quick]") {
-  std::mt19937 rng(23);
-  const int K = 14336, N = 4096, launches = 5;
-  const std::vector<float> w = round_to_bf16(random_floats(size_t(N) * K, rng, -0.03f, 0.03f));
+// GemvArgs::trace: every CTA of the launch stamps entry <= past the wait <= exit and the grid size.
+TEST_CASE("gemv trace stamps", "[gpu][gemv][quick]") {
+  std::mt19937 rng(5);
+  const int K = 4096, N = 6144;
+  const std::vector<float> w = round_to_bf16(random_floats(size_t(N) * K, rng));
   const std::vector<float> x = round_to_bf16(random_floats(K, rng));
-  const std::vector<float> initial = random_floats(N, rng, -4.f, 4.f);
-  std::vector<float> product(N), ref(N);
-  matmul_ref(x.data(), w.data(), 1, K, N, product.data());
-  for (int i = 0; i < N; ++i) ref[i] = initial[i] + launches * product[i];
-  GuardedBuffer d_w(w.size() * 2), d_x(K * 2), d_out(N * 4);
+  GuardedBuffer d_w(w.size() * 2), d_x(K * 2), d_out(N * 2);
   d_w.upload(to_bf16_bits(w).data(), w.size() * 2);
   d_x.upload(to_bf16_bits(x).data(), K * 2);
-  GemvArgs a;
-  a.w = d_w.as<bf16>();
-  a.in_dim = K;
-  a.out_dim = N;
-  a.x = d_x.as<bf16>();
-  a.output = GemvOutput::kAddF32;
-  a.out = d_out.get();
-  a.pdl = true;
-  a.split_k = 4;
-  // Two workspaces, alternating: a PDL successor takes its first tickets before it waits, so it must not
-  // share the counters of the launch it overlaps (the engine gives every GEMV of a step its own).
-  GuardedBuffer d_ws0(gemv_workspace_bytes(a)), d_ws1(gemv_workspace_bytes(a));
-  const std::vector<uint8_t> zeros(d_ws0.bytes(), 0);
-  d_ws0.upload(zeros.data(), zeros.size());
-  d_ws1.upload(zeros.data(), zeros.size());
-  GemvTuning t;
-  t.kernel = GemvKernel::kBulkWarp;
-  std::vector<float> first;
-  for (int rep = 0; rep < 3; ++rep) {
-    d_out.upload(initial.data(), N * 4);
-    for (int i = 0; i < launches; ++i) {
-      a.workspace = (i % 2 ? d_ws1 : d_ws0).get();
-      gemv(a, t, nullptr);
-    }
+  const size_t max_ctas = size_t(current_device_limits().sms) * 4;
+  DeviceBuffer trace(max_ctas * 4 * 8, "trace");
+  for (GemvKernel k : kKernels) {
+    CAPTURE(name(k));
+    CUDA_CHECK(cudaMemset(trace.get(), 0, trace.bytes()));
+    GemvArgs a;
+    a.w = d_w.as<bf16>();
+    a.in_dim = K;
+    a.out_dim = N;
+    a.x = d_x.as<bf16>();
+    a.out = d_out.get();
+    a.pdl = true;
+    a.trace = trace.as<uint64_t>();
+    GemvTuning t;
+    t.kernel = k;
+    gemv(a, t, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<float> got(N);
-    d_out.download(got.data(), N * 4);
-    const CompareResult r = compare(got, ref, 1e-6 * K * launches, 1e-5);
-    INFO("rep " << rep << ": " << r.summary);
-    REQUIRE(r.ok);
-    if (rep == 0) first = got;
-    CHECK(std::memcmp(got.data(), first.data(), N * 4) == 0);
-  }
-  for (const GuardedBuffer* ws : {&d_ws0, &d_ws1}) {
-    std::vector<uint32_t> words(workspace_counter_words(a));
-    ws->download(words.data(), words.size() * 4);
-    CHECK(std::all_of(words.begin(), words.end(), [](uint32_t v) { return v == 0; }));
+    std::vector<uint64_t> h(max_ctas * 4);
+    CUDA_CHECK(cudaMemcpy(h.data(), trace.get(), h.size() * 8, cudaMemcpyDeviceToHost));
+    const uint64_t grid = h[3];
+    REQUIRE(grid >= 1);
+    REQUIRE(grid <= max_ctas);
+    for (uint64_t c = 0; c < grid; ++c) {
+      CAPTURE(c);
+      CHECK(h[c * 4 + 3] == grid);
+      CHECK(h[c * 4] > 0);
+      CHECK(h[c * 4] <= h[c * 4 + 1]);
+      CHECK(h[c * 4 + 1] <= h[c * 4 + 2]);
+    }
+    if (grid < max_ctas) CHECK(h[grid * 4] == 0);  // no stamps past the grid
   }
 }
 
