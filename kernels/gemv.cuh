@@ -62,7 +62,7 @@ struct GemvArgs {
   const void* prefetch = nullptr;
   size_t prefetch_bytes = 0;
   // Optional: per-CTA %globaltimer stamps for timelines, 4 u64 a CTA: entry, past griddepcontrol.wait (and
-  // the kRmsNorm staging), exit (after the CTA's last store), gridDim.x. Every kernel.
+  // the kRmsNorm staging), exit (after the CTA's last store), gridDim.x | %smid << 32. Every kernel.
   uint64_t* trace = nullptr;
 };
 

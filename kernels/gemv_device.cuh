@@ -33,8 +33,8 @@ struct GemvParams {
   uint64_t* trace;          // GemvArgs::trace
 };
 
-// GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry, with gridDim.x), 1 (past the wait), 2 (exit:
-// after every thread of the CTA is done).
+// GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry; word 3: gridDim.x | %smid << 32), 1 (past the
+// wait), 2 (exit: after every thread of the CTA is done).
 __device__ __forceinline__ void trace_stamp(const GemvParams& p, int point) {
   if (p.trace == nullptr) return;
   if (point == 2) __syncthreads();
@@ -42,7 +42,11 @@ __device__ __forceinline__ void trace_stamp(const GemvParams& p, int point) {
   uint64_t ns;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
   p.trace[blockIdx.x * 4 + point] = ns;
-  if (point == 0) p.trace[blockIdx.x * 4 + 3] = gridDim.x;
+  if (point == 0) {
+    uint32_t sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    p.trace[blockIdx.x * 4 + 3] = gridDim.x | static_cast<uint64_t>(sm) << 32;
+  }
 }
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {

@@ -9,6 +9,7 @@
 // Timing: CUDA events, warm-up first, median of many batches; weights rotate over >= 1 GiB (never L2).
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -385,7 +386,7 @@ int main(int argc, char** argv) {
         std::vector<K> ks(count);
         for (int i = 0; i < count; ++i) {
           const uint64_t* k = t.data() + size_t(i) * trace_stride;
-          const int grid = static_cast<int>(k[3]);
+          const int grid = static_cast<int>(k[3] & 0xffffffffu);
           std::vector<double> ends;
           K r{1e300, 1e300, 0, 1e300, 0, 0, grid};
           for (int c = 0; c < grid; ++c) {
@@ -431,6 +432,66 @@ int main(int argc, char** argv) {
         }
         std::printf("sum of spans (32 layers + lm_head) %.3f ms; first kernel entry to last end %.3f ms\n", total / 1e3,
                     (ks[count - 1].end_max - ks[0].entry_min) / 1e6);
+        // Per SM (%smid): how long its CTAs of gate_up and down run (last CTA end on the SM - the kernel's first
+        // CTA past its wait), layers 1..15 and 16..30 apart; whether the same SMs are slow in both halves.
+        for (int proj : {2, 3}) {
+          std::vector<double> sum[2], cnt[2];
+          for (int h = 0; h < 2; ++h) {
+            sum[h].assign(sms, 0.0);
+            cnt[h].assign(sms, 0.0);
+          }
+          std::vector<int> ctas_on(sms, 0);
+          for (int l = 1; l <= 30; ++l) {
+            const int i = 4 * l + proj;
+            const uint64_t* k = t.data() + size_t(i) * trace_stride;
+            const int grid = static_cast<int>(k[3] & 0xffffffffu);
+            std::vector<double> sm_end(sms, 0.0);
+            std::vector<int> on(sms, 0);
+            for (int c = 0; c < grid; ++c) {
+              const int sm = static_cast<int>(k[c * 4 + 3] >> 32);
+              if (sm < 0 || sm >= sms) continue;
+              sm_end[sm] = std::max(sm_end[sm], double(k[c * 4 + 2]) - ks[i].rel_min);
+              ++on[sm];
+            }
+            for (int sm = 0; sm < sms; ++sm) {
+              if (on[sm] == 0) continue;
+              sum[l > 15][sm] += sm_end[sm] / 1e3;
+              cnt[l > 15][sm] += 1;
+              ctas_on[sm] = std::max(ctas_on[sm], on[sm]);
+            }
+          }
+          std::vector<std::pair<double, int>> order;
+          std::vector<double> a, b;
+          for (int sm = 0; sm < sms; ++sm) {
+            if (cnt[0][sm] == 0 || cnt[1][sm] == 0) continue;
+            a.push_back(sum[0][sm] / cnt[0][sm]);
+            b.push_back(sum[1][sm] / cnt[1][sm]);
+            order.push_back({(a.back() + b.back()) / 2, sm});
+          }
+          if (a.size() < 3) continue;
+          auto mean = [](const std::vector<double>& v) {
+            double m = 0;
+            for (double x : v) m += x;
+            return m / v.size();
+          };
+          const double ma = mean(a), mb = mean(b);
+          double sab = 0, saa = 0, sbb = 0;
+          for (size_t j = 0; j < a.size(); ++j) {
+            sab += (a[j] - ma) * (b[j] - mb);
+            saa += (a[j] - ma) * (a[j] - ma);
+            sbb += (b[j] - mb) * (b[j] - mb);
+          }
+          std::sort(order.begin(), order.end());
+          std::printf("  %s per SM (us, mean over layers): fastest", names[proj]);
+          for (size_t j = 0; j < 4 && j < order.size(); ++j) {
+            std::printf(" sm%d %.1f (%d)", order[j].second, order[j].first, ctas_on[order[j].second]);
+          }
+          std::printf("; slowest");
+          for (size_t j = order.size() >= 6 ? order.size() - 6 : 0; j < order.size(); ++j) {
+            std::printf(" sm%d %.1f (%d)", order[j].second, order[j].first, ctas_on[order[j].second]);
+          }
+          std::printf("; layers 1-15 vs 16-30 across SMs: r = %.2f\n", sab / std::sqrt(saa * sbb + 1e-30));
+        }
       }
       CUDA_CHECK(cudaStreamDestroy(s));
       return 0;
