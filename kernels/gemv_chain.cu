@@ -284,6 +284,7 @@ __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __gr
     }
   };
   // Weights never depend on the previous kernel: the first task's first steps are requested before waiting.
+  stamp(c.trace, c.count, 0, 0);
   if (lane == 0 && me < c.phase[0].p.tasks) {
     const int n = min(slots, c.phase[0].pieces);
     for (int i = 0; i < n; ++i) issue_step(0, me, i);
@@ -292,6 +293,7 @@ __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __gr
   uint4 nw[kCache];
   prefetch_norm(c.phase[0], nw);
   griddep_wait();
+  stamp(c.trace, c.count, 0, 1);
   if (lane == 0) {
     if (ppiece == c.phase[0].pieces) {  // the first task is all requested: grab the next
       ppiece = 0;
@@ -300,6 +302,7 @@ __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __gr
     while (issued < slots && !pdone) issue_next();
   }
   stage_x(c.phase[0], smem_x, nw);
+  stamp(c.trace, c.count, 0, 2);
   if (c.count == 1) griddep_launch_dependents();
 
   int consumed = 0, cslot = 0, cph = 0;
@@ -315,6 +318,7 @@ __global__ void __launch_bounds__(kChainThreads, 1) gemv_chain_kernel(const __gr
       prefetch_norm(c.phase[cph], nw);
       grid_barrier(c, cph);
       stage_x(c.phase[cph], smem_x, nw);
+      stamp(c.trace, c.count, cph, 2);
       if (cph == c.count - 1) griddep_launch_dependents();
     }
     if (!have) break;

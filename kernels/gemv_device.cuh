@@ -31,6 +31,9 @@ struct GemvParams {
   const uint8_t* prefetch;  // GemvArgs::prefetch
   size_t prefetch_bytes;
   uint64_t* trace;          // GemvArgs::trace
+  const int* sm_ranges;     // GemvArgs::sm_ranges (experimental)
+  uint32_t* sm_counter;
+  int sms;
 };
 
 // GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry; word 3: gridDim.x | %smid << 32), 1 (past the

@@ -374,9 +374,11 @@ int main(int argc, char** argv) {
       const double proj_bytes[5] = {2.0 * qkv * hidden, 2.0 * hidden * hidden, 4.0 * inter * hidden,
                                     2.0 * inter * hidden, 2.0 * vocab * hidden};
       const char* names[5] = {"qkv", "o_proj", "gate_up", "down", "lm_head"};
-      for (const auto& v : dvariants) {
+      // One traced replay of `vitems`: the timeline printed; returns each SM's mean time per projection (us).
+      auto timeline = [&](const char* vname, const std::vector<Item>& vitems) {
+        std::vector<std::vector<double>> sm_time(5, std::vector<double>(sms, 0.0));
         CUDA_CHECK(cudaMemsetAsync(tl.get(), 0, tl.bytes(), s));
-        time_graph(s, record_of(v.items, true), 3);
+        time_graph(s, record_of(vitems, true), 3);
         std::vector<uint64_t> t(size_t(count) * trace_stride);
         CUDA_CHECK(cudaMemcpy(t.data(), tl.get(), t.size() * 8, cudaMemcpyDeviceToHost));
         struct K {
@@ -403,7 +405,7 @@ int main(int argc, char** argv) {
         std::printf("\ntimeline: %s (us; mean over layers 1..30; span = this kernel's last CTA end - the previous "
                     "one's; gap = previous last end -> this one's first CTA past its wait and staging; waits = first "
                     "to last CTA past it; run, median end: from the first CTA past it; spread: first to last CTA "
-                    "end)\n", v.name);
+                    "end)\n", vname);
         std::printf("%-8s %5s %8s %8s %8s %8s %10s %10s %8s\n", "proj", "grid", "span", "gap", "waits", "run",
                     "median end", "spread", "% copy");
         double total = 0;
@@ -434,7 +436,7 @@ int main(int argc, char** argv) {
                     (ks[count - 1].end_max - ks[0].entry_min) / 1e6);
         // Per SM (%smid): how long its CTAs of gate_up and down run (last CTA end on the SM - the kernel's first
         // CTA past its wait), layers 1..15 and 16..30 apart; whether the same SMs are slow in both halves.
-        for (int proj : {2, 3}) {
+        for (int proj : {0, 2, 3}) {
           std::vector<double> sum[2], cnt[2];
           for (int h = 0; h < 2; ++h) {
             sum[h].assign(sms, 0.0);
@@ -467,6 +469,7 @@ int main(int argc, char** argv) {
             a.push_back(sum[0][sm] / cnt[0][sm]);
             b.push_back(sum[1][sm] / cnt[1][sm]);
             order.push_back({(a.back() + b.back()) / 2, sm});
+            sm_time[proj][sm] = (sum[0][sm] + sum[1][sm]) / (cnt[0][sm] + cnt[1][sm]);
           }
           if (a.size() < 3) continue;
           auto mean = [](const std::vector<double>& v) {
@@ -492,6 +495,73 @@ int main(int argc, char** argv) {
           }
           std::printf("; layers 1-15 vs 16-30 across SMs: r = %.2f\n", sab / std::sqrt(saa * sbb + 1e-30));
         }
+        return sm_time;
+      };
+      for (const auto& v : dvariants) timeline(v.name, v.items);
+      // Tasks by SM (GemvArgs::sm_ranges, experimental): gate_up (and qkv) with each SM's share of the tasks
+      // proportional to its rate in the previous traced run, refined twice.
+      {
+        std::vector<std::vector<double>> share(5, std::vector<double>(sms, 1.0));  // tasks per SM, relative
+        DeviceBuffer ranges(size_t(5) * (2 * sms + 1) * 4, "sm ranges"), counters(size_t(5) * (sms + 2) * 4, "sm counters");
+        CUDA_CHECK(cudaMemset(counters.get(), 0, counters.bytes()));
+        const int tasks_of[5] = {qkv / 2, 0, inter, 0, 0};
+        auto upload = [&](int proj) {
+          const int n = tasks_of[proj];
+          double total = 0;
+          for (double x : share[proj]) total += x;
+          std::vector<int> prefix(2 * sms + 1, 0);
+          double acc = 0;
+          for (int k = 0; k < 2 * sms; ++k) {
+            acc += share[proj][k / 2] / 2;
+            prefix[k + 1] = static_cast<int>(std::lround(acc / total * n));
+          }
+          prefix[2 * sms] = n;
+          CUDA_CHECK(cudaMemcpy(ranges.as<int>() + proj * (2 * sms + 1), prefix.data(), prefix.size() * 4,
+                                cudaMemcpyHostToDevice));
+        };
+        auto weighted = [&](bool with_qkv) {
+          std::vector<Item> items = items_of(mix);
+          for (Item& it : items) {
+            if (it.proj != 2 && !(with_qkv && it.proj == 0)) continue;
+            it.t.rows_per_task = 2;
+            it.a.sm_ranges = ranges.as<int>() + it.proj * (2 * sms + 1);
+            it.a.sm_counter = counters.as<uint32_t>() + it.proj * (sms + 2);
+          }
+          return items;
+        };
+        std::vector<std::vector<double>> times = timeline("decode mix (equal tasks per SM: the reference)", items_of(mix));
+        for (int proj : {0, 2}) upload(proj);  // equal shares, contiguous blocks: the layout alone
+        for (bool with_qkv : {false, true}) {
+          const char* name = with_qkv ? "decode mix, tasks by SM, equal shares, qkv too" : "decode mix, tasks by SM, equal shares";
+          CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
+          const double ms = time_graph(s, record_of(weighted(with_qkv), false), 15);
+          std::printf("%-52s %9.3f ms %8.1f%%\n", name, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
+          timeline(name, weighted(with_qkv));
+        }
+        for (int round = 1; round <= 1; ++round) {
+          for (int proj : {0, 2}) {
+            double mean = 0, n = 0;
+            for (double x : times[proj]) if (x > 0) mean += x, n += 1;
+            mean = n > 0 ? mean / n : 1;
+            for (int sm = 0; sm < sms; ++sm) share[proj][sm] *= mean / (times[proj][sm] > 0 ? times[proj][sm] : mean);
+            upload(proj);
+          }
+          for (bool with_qkv : {false, true}) {
+            char name[96];
+            std::snprintf(name, sizeof name, "decode mix, tasks by SM rate (round %d%s)", round, with_qkv ? ", qkv too" : "");
+            CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
+            const double ms = time_graph(s, record_of(weighted(with_qkv), false), 15);
+            std::printf("%-52s %9.3f ms %8.1f%%\n", name, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
+            std::vector<std::vector<double>> t2 = timeline(name, weighted(with_qkv));
+            if (with_qkv) times = t2;
+          }
+          std::vector<uint32_t> flags(5 * (sms + 2));
+          CUDA_CHECK(cudaMemcpy(flags.data(), counters.get(), flags.size() * 4, cudaMemcpyDeviceToHost));
+          std::printf("tasks by SM: a launch found an SM without 2 CTAs (tasks skipped): qkv %u, gate_up %u\n",
+                      flags[0 * (sms + 2) + sms + 1], flags[2 * (sms + 2) + sms + 1]);
+        }
+        CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
+        std::printf("%-52s %9.3f ms\n", "decode mix (again)", time_graph(s, record_of(items_of(mix), false), 15));
       }
       CUDA_CHECK(cudaStreamDestroy(s));
       return 0;
