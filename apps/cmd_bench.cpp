@@ -309,7 +309,7 @@ int run_bench(const BenchOptions& o) {
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
                      {"timer", "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait}, {"gemv_carveout", o.decode.gemv_carveout},
                                  {"attn_ctas_per_sm", o.decode.attn_ctas_per_sm},
                                  {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
                                                                      std::end(o.decode.gemv_kernel_of))},
@@ -460,6 +460,9 @@ Runner add_bench_command(CLI::App& app) {
                  "per-warp bulk GEMVs: ring slots requested before waiting on the previous kernel (0 = all; a "
                  "measurement knob)")
       ->check(CLI::Range(0, 8));
+  app.add_option("--gemv-carveout", o->decode.gemv_carveout,
+                 "GEMV kernels' preferred shared-memory carveout in % (-1 = the driver's choice; a measurement knob)")
+      ->check(CLI::Range(-1, 100));
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");

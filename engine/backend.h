@@ -33,6 +33,7 @@ struct DecodeOptions {
   int gemv_ctas_per_sm = 0;
   int gemv_late_trigger = -1;  // 0/1: GemvTuning::late_trigger
   int gemv_prewait = 0;        // GemvTuning::prewait_slots (per-warp bulk kernel; 0 = the whole ring)
+  int gemv_carveout = -1;      // GemvTuning::carveout (-1 = the driver's choice)
   bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
   // One-row fused steps: each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one persistent
   // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90. Off: measured slower on an

@@ -290,6 +290,7 @@ class CudaBackend final : public Backend {
     if (d.gemv_ctas_per_sm > 0) t.ctas_per_sm = d.gemv_ctas_per_sm;
     if (d.gemv_late_trigger >= 0) t.late_trigger = d.gemv_late_trigger != 0;
     t.prewait_slots = d.gemv_prewait;
+    t.carveout = d.gemv_carveout;
     gemv(a, t, s);
   }
 

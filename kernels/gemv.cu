@@ -159,27 +159,11 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_con
   uint4* ring = reinterpret_cast<uint4*>(smem + kBulkBarBytes) + warp * slots * R * kPiece;
   uint4* smem_x = reinterpret_cast<uint4*>(smem + kBulkBarBytes + kWarps * slots * kBulkSlotBytes);
   const int chunks = p.in_dim / 8;
-  int stride = gridDim.x * kWarps;
-  int task0 = blockIdx.x * kWarps + warp;
-  int task_end = p.tasks;
+  const int stride = gridDim.x * kWarps;
+  const int task0 = blockIdx.x * kWarps + warp;
   const int pieces = (chunks + kPiece - 1) / kPiece;
   trace_stamp(p, 0);
-  if (p.sm_ranges != nullptr) {  // GemvArgs::sm_ranges: this SM's j-th share of the tasks
-    __shared__ int range[2];
-    if (threadIdx.x == 0) {
-      uint32_t sm;
-      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-      const uint32_t j = atomicAdd(p.sm_counter + sm, 1u);
-      const int at = j < 2 && static_cast<int>(sm) < p.sms ? 2 * static_cast<int>(sm) + static_cast<int>(j) : -1;
-      range[0] = at >= 0 ? p.sm_ranges[at] : 0;
-      range[1] = at >= 0 ? p.sm_ranges[at + 1] : 0;
-    }
-    __syncthreads();
-    task0 = range[0] + warp;
-    task_end = range[1];
-    stride = kWarps;
-  }
-  const int my_tasks = task0 < task_end ? (task_end - task0 + stride - 1) / stride : 0;
+  const int my_tasks = task0 < p.tasks ? (p.tasks - task0 + stride - 1) / stride : 0;
   const int steps = my_tasks * pieces;
   const uint64_t policy = evict_first_policy();
 
@@ -244,20 +228,6 @@ __global__ void __launch_bounds__(kThreads, 1) gemv_bulk_kernel(const __grid_con
     }
   }
   prefetch_next(p);
-  if (p.sm_ranges != nullptr) {  // the last CTA out checks every SM had 2 and resets the counts
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      __threadfence();
-      if (atomicAdd(p.sm_counter + p.sms, 1u) == gridDim.x - 1) {
-        __threadfence();
-        for (int s = 0; s < p.sms; ++s) {
-          if (__ldcg(p.sm_counter + s) != 2) p.sm_counter[p.sms + 1] = 1;
-          p.sm_counter[s] = 0;
-        }
-        p.sm_counter[p.sms] = 0;
-      }
-    }
-  }
   trace_stamp(p, 2);
 }
 
@@ -289,11 +259,12 @@ void launch(const GemvArgs& a, GemvParams p, const GemvTuning& t, cudaStream_t s
     grid = std::min(needed, (warps + kWarps - 1) / kWarps);
   }
   grid = std::max(grid, 1);
-  if (slots > 0 && a.sm_ranges != nullptr) {
-    p.sm_ranges = a.sm_ranges;
-    p.sm_counter = a.sm_counter;
-    p.sms = current_device_limits().sms;
-    grid = 2 * p.sms;
+  static thread_local int cached_carveout[2] = {-1, -1};
+  const int carveout = std::clamp(t.carveout, -1, 100);
+  if (slots > 0) {
+    set_carveout(gemv_bulk_kernel<M, kIn, kOut, R, U>, carveout, &cached_carveout[1]);
+  } else {
+    set_carveout(gemv_kernel<M, kIn, kOut, R, U>, carveout, &cached_carveout[0]);
   }
   const LaunchConfig launch(dim3(grid), dim3(kThreads), smem, stream, a.pdl);
   if (slots > 0) {

@@ -64,13 +64,6 @@ struct GemvArgs {
   // Optional: per-CTA %globaltimer stamps for timelines, 4 u64 a CTA: entry, past griddepcontrol.wait (and
   // the kRmsNorm staging), exit (after the CTA's last store), gridDim.x | %smid << 32. Every kernel.
   uint64_t* trace = nullptr;
-  // Experimental, for measurements (fc_bench_gemv timeline); per-warp bulk kernel only, results are NOT
-  // guaranteed: tasks by SM. A CTA on SM s (%smid) that arrives there j-th (j < 2, counted in sm_counter)
-  // takes the tasks sm_ranges[2 s + j] .. sm_ranges[2 s + j + 1], so slower SMs can be given less; the grid is
-  // 2 CTAs per SM. sm_ranges: 2 SMs + 1 prefix sums; sm_counter: SMs + 2 words, zero before the first launch
-  // and left zero; word SMs + 1 becomes 1 if a launch found an SM without exactly 2 CTAs (tasks skipped).
-  const int* sm_ranges = nullptr;
-  uint32_t* sm_counter = nullptr;
 };
 
 
@@ -96,6 +89,8 @@ struct GemvTuning {
   int slots = 3;           // bulk kernels: 4 KB ring slots per warp (2..8; fewer when the kRmsNorm rows need room)
   bool late_trigger = false;  // bulk kernels, PDL: let the next kernel launch once each warp has issued its last
                               // copy, not as soon as the CTA has started (its CTAs then wait on SMs meanwhile)
+  int carveout = -1;       // register and per-warp kernels: cudaFuncAttributePreferredSharedMemoryCarveout (% of
+                           // the unified L1 / shared memory given to shared memory); -1 = the driver's choice
   int prewait_slots = 0;   // per-warp bulk kernel: ring slots filled before griddepcontrol.wait (0 = all); the
                            // rest once x is staged
 };

@@ -31,9 +31,6 @@ struct GemvParams {
   const uint8_t* prefetch;  // GemvArgs::prefetch
   size_t prefetch_bytes;
   uint64_t* trace;          // GemvArgs::trace
-  const int* sm_ranges;     // GemvArgs::sm_ranges (experimental)
-  uint32_t* sm_counter;
-  int sms;
 };
 
 // GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry; word 3: gridDim.x | %smid << 32), 1 (past the
@@ -380,6 +377,14 @@ int resident_ctas(Kernel kernel, int smem, int* cached_smem, int* cached_blocks)
     *cached_blocks = std::max(*cached_blocks, 1);
   }
   return *cached_blocks;
+}
+
+// GemvTuning::carveout for `kernel` when it differs from the last one set (-1 = cudaSharedmemCarveoutDefault).
+template <typename Kernel>
+void set_carveout(Kernel kernel, int carveout, int* cached) {
+  if (*cached == carveout) return;
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
+  *cached = carveout;
 }
 
 // Ring slots a bulk-copy kernel gets for these arguments (the tuning's, fewer when the kRmsNorm rows take

@@ -327,11 +327,12 @@ int main(int argc, char** argv) {
       const int sms = current_device_limits().sms;
       const size_t trace_stride = size_t(sms) * 4 * 4;
       DeviceBuffer tl(size_t(count) * trace_stride * 8, "gemv timeline");
-      auto items_of = [&](std::array<int, 5> k, std::array<int, 5> pre = {0, 0, 0, 0, 0}) {
+      auto items_of = [&](std::array<int, 5> k, std::array<int, 5> pre = {0, 0, 0, 0, 0}, int carveout = -1) {
         std::vector<Item> items;
         auto tune = [&](int proj) {
           GemvTuning t = make(static_cast<GemvKernel>(k[proj]), 3, 2);
           t.prewait_slots = pre[proj];
+          t.carveout = carveout;
           return t;
         };
         for (int l = 0; l < layers; ++l) {
@@ -361,6 +362,9 @@ int main(int argc, char** argv) {
                        {"decode mix, qkv/gate_up 1 slot pre-wait", items_of(mix, {1, 0, 1, 0, 0})},
                        {"decode mix, qkv/gate_up 2 slots pre-wait", items_of(mix, {2, 0, 2, 0, 0})},
                        {"decode mix, gate_up on registers", items_of(reg_gate_up)},
+                       {"decode mix, carveout 100% shared", items_of(mix, {0, 0, 0, 0, 0}, 100)},
+                       {"decode mix, carveout 100%, 2 slots pre-wait", items_of(mix, {2, 0, 2, 0, 0}, 100)},
+                       {"decode mix, carveout default again", items_of(mix, {0, 0, 0, 0, 0}, -1)},
                        {"all warp s3c2", items_of(warp)},
                        {"all warp s3c2, cta s3c2 for down", items_of(cta_down)},
                        {"decode mix (again)", items_of(mix)}};
@@ -498,71 +502,6 @@ int main(int argc, char** argv) {
         return sm_time;
       };
       for (const auto& v : dvariants) timeline(v.name, v.items);
-      // Tasks by SM (GemvArgs::sm_ranges, experimental): gate_up (and qkv) with each SM's share of the tasks
-      // proportional to its rate in the previous traced run, refined twice.
-      {
-        std::vector<std::vector<double>> share(5, std::vector<double>(sms, 1.0));  // tasks per SM, relative
-        DeviceBuffer ranges(size_t(5) * (2 * sms + 1) * 4, "sm ranges"), counters(size_t(5) * (sms + 2) * 4, "sm counters");
-        CUDA_CHECK(cudaMemset(counters.get(), 0, counters.bytes()));
-        const int tasks_of[5] = {qkv / 2, 0, inter, 0, 0};
-        auto upload = [&](int proj) {
-          const int n = tasks_of[proj];
-          double total = 0;
-          for (double x : share[proj]) total += x;
-          std::vector<int> prefix(2 * sms + 1, 0);
-          double acc = 0;
-          for (int k = 0; k < 2 * sms; ++k) {
-            acc += share[proj][k / 2] / 2;
-            prefix[k + 1] = static_cast<int>(std::lround(acc / total * n));
-          }
-          prefix[2 * sms] = n;
-          CUDA_CHECK(cudaMemcpy(ranges.as<int>() + proj * (2 * sms + 1), prefix.data(), prefix.size() * 4,
-                                cudaMemcpyHostToDevice));
-        };
-        auto weighted = [&](bool with_qkv) {
-          std::vector<Item> items = items_of(mix);
-          for (Item& it : items) {
-            if (it.proj != 2 && !(with_qkv && it.proj == 0)) continue;
-            it.t.rows_per_task = 2;
-            it.a.sm_ranges = ranges.as<int>() + it.proj * (2 * sms + 1);
-            it.a.sm_counter = counters.as<uint32_t>() + it.proj * (sms + 2);
-          }
-          return items;
-        };
-        std::vector<std::vector<double>> times = timeline("decode mix (equal tasks per SM: the reference)", items_of(mix));
-        for (int proj : {0, 2}) upload(proj);  // equal shares, contiguous blocks: the layout alone
-        for (bool with_qkv : {false, true}) {
-          const char* name = with_qkv ? "decode mix, tasks by SM, equal shares, qkv too" : "decode mix, tasks by SM, equal shares";
-          CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
-          const double ms = time_graph(s, record_of(weighted(with_qkv), false), 15);
-          std::printf("%-52s %9.3f ms %8.1f%%\n", name, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
-          timeline(name, weighted(with_qkv));
-        }
-        for (int round = 1; round <= 1; ++round) {
-          for (int proj : {0, 2}) {
-            double mean = 0, n = 0;
-            for (double x : times[proj]) if (x > 0) mean += x, n += 1;
-            mean = n > 0 ? mean / n : 1;
-            for (int sm = 0; sm < sms; ++sm) share[proj][sm] *= mean / (times[proj][sm] > 0 ? times[proj][sm] : mean);
-            upload(proj);
-          }
-          for (bool with_qkv : {false, true}) {
-            char name[96];
-            std::snprintf(name, sizeof name, "decode mix, tasks by SM rate (round %d%s)", round, with_qkv ? ", qkv too" : "");
-            CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
-            const double ms = time_graph(s, record_of(weighted(with_qkv), false), 15);
-            std::printf("%-52s %9.3f ms %8.1f%%\n", name, ms, 100.0 * weight_bytes / (copy_gbs * 1e9) * 1e3 / ms);
-            std::vector<std::vector<double>> t2 = timeline(name, weighted(with_qkv));
-            if (with_qkv) times = t2;
-          }
-          std::vector<uint32_t> flags(5 * (sms + 2));
-          CUDA_CHECK(cudaMemcpy(flags.data(), counters.get(), flags.size() * 4, cudaMemcpyDeviceToHost));
-          std::printf("tasks by SM: a launch found an SM without 2 CTAs (tasks skipped): qkv %u, gate_up %u\n",
-                      flags[0 * (sms + 2) + sms + 1], flags[2 * (sms + 2) + sms + 1]);
-        }
-        CUDA_CHECK(cudaMemsetAsync(residual.get(), 0, residual.bytes(), s));
-        std::printf("%-52s %9.3f ms\n", "decode mix (again)", time_graph(s, record_of(items_of(mix), false), 15));
-      }
       CUDA_CHECK(cudaStreamDestroy(s));
       return 0;
     }

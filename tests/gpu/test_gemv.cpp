@@ -195,11 +195,15 @@ TEST_CASE("gemv matches matmul_ref in every mode (rows 1..8, tails, odd out_dim,
             for (int pre : {1, 2}) {
               GemvTuning t{0, true, 2, k, 3};
               t.prewait_slots = pre;
+              t.carveout = pre == 1 ? 100 : -1;  // and a carveout set, then back to the driver's choice
               run_case({pre, 2056, out == GemvOutput::kSwiglu ? 518 : 517, in, out, true, t}, rng, stats);
             }
           }
           run_case({1, 64, out == GemvOutput::kSwiglu ? 2 : 1, in, out, true, {0, true, 2, k, 3}}, rng, stats);
         } else {
+          GemvTuning carve{0, true, 2, k};
+          carve.carveout = 100;
+          run_case({2, 264, 38, in, out, true, carve}, rng, stats);
           run_case({4, 264, 38, in, out, true, {0, true, 2, k}}, rng, stats);
           run_case({1, 2056, 518, in, out, false, {0, true, 2, k}}, rng, stats);
         }
