@@ -19,6 +19,33 @@ namespace {
 
 using namespace gemv_detail;
 
+// acc[r][m] += row r's chunks base + lane + 32 u (u < U; weight(r, u) gives them, from registers or a ring
+// slot) times the same chunks of x row m (kRmsNorm: staged in shared memory; else from global through L1).
+template <int M, GemvInput kIn, int R, int U, typename Weights>
+__device__ __forceinline__ void dot_chunks(const GemvParams& p, const uint4* smem_x, int base, int chunks, int lane,
+                                           float (&acc)[R][M], Weights weight) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = base + lane + 32 * u;
+    if (c < chunks) {
+      float f[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) unpack8(weight(r, u), f[r]);
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        uint4 xv;
+        if constexpr (kIn == GemvInput::kRmsNorm) {
+          xv = smem_x[m * chunks + c];
+        } else {
+          xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in_dim) + c);
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][m] = dot8(f[r], xv, acc[r][m]);
+      }
+    }
+  }
+}
+
 template <int M, GemvInput kIn, GemvOutput kOut, int R, int U>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant__ GemvParams p) {
   static_assert(kOut != GemvOutput::kSwiglu || R % 2 == 0, "a SwiGLU task holds whole (gate, up) pairs");
@@ -60,26 +87,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(const __grid_constant
 #pragma unroll
         for (int m = 0; m < M; ++m) acc[r][m] = 0.f;
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int c = base + lane + 32 * u;
-      if (c < chunks) {
-        float f[R][8];
-#pragma unroll
-        for (int r = 0; r < R; ++r) unpack8(wv[r][u], f[r]);
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          uint4 xv;
-          if constexpr (kIn == GemvInput::kRmsNorm) {
-            xv = smem_x[m * chunks + c];
-          } else {
-            xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in_dim) + c);
-          }
-#pragma unroll
-          for (int r = 0; r < R; ++r) acc[r][m] = dot8(f[r], xv, acc[r][m]);
-        }
-      }
-    }
+    dot_chunks<M, kIn, R, U>(p, smem_x, base, chunks, lane, acc, [&](int r, int u) { return wv[r][u]; });
     if (batch == batches - 1) {
 #pragma unroll
       for (int r = 0; r < R; ++r)
@@ -115,26 +123,8 @@ template <int M, GemvInput kIn, int R, int U>
 __device__ __forceinline__ void slot_dot(const GemvParams& p, const uint4* wv, const uint4* smem_x, int c0,
                                          int chunks, int lane, float (&acc)[R][M]) {
   constexpr int kPiece = 32 * U;
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int c = c0 + lane + 32 * u;
-    if (c < chunks) {
-      float f[R][8];
-#pragma unroll
-      for (int r = 0; r < R; ++r) unpack8(wv[r * kPiece + lane + 32 * u], f[r]);
-#pragma unroll
-      for (int m = 0; m < M; ++m) {
-        uint4 xv;
-        if constexpr (kIn == GemvInput::kRmsNorm) {
-          xv = smem_x[m * chunks + c];
-        } else {
-          xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in_dim) + c);
-        }
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[r][m] = dot8(f[r], xv, acc[r][m]);
-      }
-    }
-  }
+  dot_chunks<M, kIn, R, U>(p, smem_x, c0, chunks, lane, acc,
+                           [&](int r, int u) { return wv[r * kPiece + lane + 32 * u]; });
 }
 
 // ---- The bulk-copy kernel (sm_90): weights through a shared-memory ring filled by cp.async.bulk ----
