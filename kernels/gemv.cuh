@@ -66,8 +66,6 @@ struct GemvArgs {
   uint64_t* trace = nullptr;
 };
 
-
-
 // Which kernel streams the weights (kernels/gemv.cu, gemv_coop.cu):
 //   kRegisters  a warp owns whole rows; 16-byte loads double-buffered in registers (any GPU)
 //   kBulkWarp   a warp owns whole rows; cp.async.bulk (TMA) copies into a per-warp shared-memory ring (sm_90)

@@ -20,9 +20,7 @@ export LD_LIBRARY_PATH=$PWD/.gpubin:${LD_LIBRARY_PATH:-}
 b=.gpubin
 summary=()
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader > "$out/gpu.txt"
-t0=$(date +%s)
-timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
-summary+=("gpu tests $filter: rc=$? $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
+run_gpu_tests "$out" "$filter"
 validate_fixtures "$out"
 if [[ ${GRAPH_BENCH:-1} != 0 ]]; then
   timeout -s KILL 150 $b/fc_bench_gemv ${GRAPH_MODE:-graph} > "$out/bench_gemv_graph.txt" 2>&1

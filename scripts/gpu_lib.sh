@@ -2,6 +2,15 @@
 # its log under the directory given and appends one line to the caller's `summary` array.
 #   b: the binaries' folder (.gpubin)
 
+# The GPU tests matching a filter, under a hard timeout; log in OUT/gpu_tests.log.
+run_gpu_tests() {
+  local out=$1 filter=$2 t0 rc
+  t0=$(date +%s)
+  timeout -s KILL 200 $b/fc_gpu_tests "$filter" > "$out/gpu_tests.log" 2>&1
+  rc=$?
+  summary+=("gpu tests $filter: rc=$rc $(grep -E 'test cases|All tests passed' "$out/gpu_tests.log" | tail -1) ($(( $(date +%s) - t0 )) s)")
+}
+
 # validate --device cuda on every fixture under tests/data/models.
 validate_fixtures() {
   local out=$1 m n

@@ -378,9 +378,8 @@ int main(int argc, char** argv) {
       const double proj_bytes[5] = {2.0 * qkv * hidden, 2.0 * hidden * hidden, 4.0 * inter * hidden,
                                     2.0 * inter * hidden, 2.0 * vocab * hidden};
       const char* names[5] = {"qkv", "o_proj", "gate_up", "down", "lm_head"};
-      // One traced replay of `vitems`: the timeline printed; returns each SM's mean time per projection (us).
+      // One traced replay of `vitems`, its timeline printed.
       auto timeline = [&](const char* vname, const std::vector<Item>& vitems) {
-        std::vector<std::vector<double>> sm_time(5, std::vector<double>(sms, 0.0));
         CUDA_CHECK(cudaMemsetAsync(tl.get(), 0, tl.bytes(), s));
         time_graph(s, record_of(vitems, true), 3);
         std::vector<uint64_t> t(size_t(count) * trace_stride);
@@ -438,7 +437,7 @@ int main(int argc, char** argv) {
         }
         std::printf("sum of spans (32 layers + lm_head) %.3f ms; first kernel entry to last end %.3f ms\n", total / 1e3,
                     (ks[count - 1].end_max - ks[0].entry_min) / 1e6);
-        // Per SM (%smid): how long its CTAs of gate_up and down run (last CTA end on the SM - the kernel's first
+        // Per SM (%smid): how long its CTAs of qkv, gate_up and down run (last CTA end on the SM - the kernel's first
         // CTA past its wait), layers 1..15 and 16..30 apart; whether the same SMs are slow in both halves.
         for (int proj : {0, 2, 3}) {
           std::vector<double> sum[2], cnt[2];
@@ -473,7 +472,6 @@ int main(int argc, char** argv) {
             a.push_back(sum[0][sm] / cnt[0][sm]);
             b.push_back(sum[1][sm] / cnt[1][sm]);
             order.push_back({(a.back() + b.back()) / 2, sm});
-            sm_time[proj][sm] = (sum[0][sm] + sum[1][sm]) / (cnt[0][sm] + cnt[1][sm]);
           }
           if (a.size() < 3) continue;
           auto mean = [](const std::vector<double>& v) {
@@ -499,7 +497,6 @@ int main(int argc, char** argv) {
           }
           std::printf("; layers 1-15 vs 16-30 across SMs: r = %.2f\n", sab / std::sqrt(saa * sbb + 1e-30));
         }
-        return sm_time;
       };
       for (const auto& v : dvariants) timeline(v.name, v.items);
       CUDA_CHECK(cudaStreamDestroy(s));
