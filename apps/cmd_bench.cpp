@@ -10,6 +10,8 @@
 // Timing: every forward_sample() ends with a stream synchronize (the sampled ids are copied to the
 // host), so host steady_clock around each call is the step's wall time, launch overhead included
 // (what a user waits for). Decode steps use greedy sampling on the GPU: only the ids cross to the host.
+// With --async-sample each decode step is queued before the last one's ids are taken (Backend::
+// queue_sample), and a step's time is the interval between two takes: the same wall time per token.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -173,12 +175,26 @@ json bench_decode(Backend& backend, int batch, int context, double copy_gbs, con
   std::vector<int32_t> tokens = random_tokens(batch, c.vocab_size, rng);
   std::vector<double> samples;
   double bytes_sum = 0;
+  const bool pipelined = backend.pipelines_sampling();
   for (int it = 0; it < o.warmup + o.iters; ++it) {
     for (int s : seqs) kv.truncate(s, context);
+    // Pipelined (--async-sample): step k + 1 is queued, fed on the device, before step k's ids are
+    // taken; a step's time is then from one take to the next (the first from its queueing).
+    auto t_prev = Clock::now();
+    if (pipelined) backend.queue_sample({seqs, ones, tokens, false}, greedy, false);
     for (int step = 0; step < o.gen_len; ++step) {
-      const auto t0 = Clock::now();
-      backend.forward_sample({seqs, ones, tokens, false}, greedy, tokens);
-      const double ms = ms_since(t0);
+      double ms = 0;
+      if (pipelined) {
+        if (step + 1 < o.gen_len) backend.queue_sample({seqs, ones, tokens, false}, greedy, true);
+        backend.take_sampled(tokens);
+        const auto now = Clock::now();
+        ms = std::chrono::duration<double, std::milli>(now - t_prev).count();
+        t_prev = now;
+      } else {
+        const auto t0 = Clock::now();
+        backend.forward_sample({seqs, ones, tokens, false}, greedy, tokens);
+        ms = ms_since(t0);
+      }
       if (it < o.warmup) continue;
       samples.push_back(ms);
       // This step reads the weights once and, per sequence, K/V of context + step + 1 tokens (the new
@@ -307,9 +323,11 @@ int run_bench(const BenchOptions& o) {
   out["settings"] = {{"prompt_lens", o.prompt_lens}, {"contexts", o.contexts}, {"batches", o.batches},
                      {"gen_len", o.gen_len}, {"warmup", o.warmup}, {"iters", o.iters},
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
-                     {"timer", "host steady_clock around each synchronized step"},
+                     {"timer", o.decode.async_sample
+                                   ? "host steady_clock between the takes of two pipelined steps"
+                                   : "host steady_clock around each synchronized step"},
                      {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait}, {"gemv_carveout", o.decode.gemv_carveout},
+                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait}, {"gemv_carveout", o.decode.gemv_carveout}, {"async_sample", o.decode.async_sample},
                                  {"attn_ctas_per_sm", o.decode.attn_ctas_per_sm},
                                  {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
                                                                      std::end(o.decode.gemv_kernel_of))},
@@ -466,6 +484,8 @@ Runner add_bench_command(CLI::App& app) {
   app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
                "separate RMSNorm / SwiGLU / residual-add kernels in decode");
   app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");
+  app.add_flag("--async-sample", o->decode.async_sample,
+               "queue each decode step before the last one's ids reach the host (experimental)");
   app.add_flag("--exact-gemm-rows", o->exact_gemm_rows,
                "cuBLASLt over each prefill's exact row count, not its bucket (engine/memory_plan.h: gemm_rows)");
   return [o]() { return run_bench(*o); };

@@ -2,6 +2,7 @@
 // Prefill and decode are the same call with different shapes.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,11 @@ struct DecodeOptions {
   int attn_ctas_per_sm = 1;
   int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster
                            // from 2 rows on an H200: fc_bench_gemv)
+  // Pipelined decode (Backend::queue_sample): the next step is queued, its token read on the device from
+  // the last step's sampled id, before that id reaches the host, so the host's part of a step (reading
+  // the id, streaming, stop checks, the next plan, the graph launch) overlaps the GPU's. Off until
+  // measured on a GPU.
+  bool async_sample = false;
 };
 
 struct BackendOptions {
@@ -98,6 +104,25 @@ class Backend {
       ids[r] = sample_ref(logits.data() + r * vocab, vocab, p, sampling_random(p.seed, p.step)).id;
     }
   }
+
+  // Pipelined sampling. queue_sample() starts forward_sample(batch, params) and may return before its
+  // ids exist; take_sampled() waits for the oldest queued call and returns its ids. With `feed_sampled`
+  // the values of batch.tokens (one per sequence) are ignored: each sequence's token is the id that the
+  // previous queued call sampled for it (the same sequences in the same order, one token each), read
+  // where it was sampled. KV lengths advance when a call is queued; a caller that drops a queued step
+  // (its sequence stopped) takes it, then truncates the sequence. At most kMaxQueuedSamples calls are
+  // outstanding; forward() and forward_sample() need none outstanding.
+  //
+  // pipelines_sampling() says whether queueing overlaps anything: generate() pipelines only then. The
+  // default below runs each call at once (in queue_sample), which any backend can use.
+  static constexpr int kMaxQueuedSamples = 2;
+  virtual bool pipelines_sampling() const { return false; }
+  virtual void queue_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params, bool feed_sampled);
+  virtual void take_sampled(std::vector<int32_t>& ids);
+
+ private:
+  std::deque<std::vector<int32_t>> queued_;  // the default's ids of each queued call, oldest first
+  std::vector<int32_t> last_sampled_;        // the default's ids of the newest queued call
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);

@@ -119,6 +119,7 @@ class CudaBackend final : public Backend {
   KVCacheManager& kv_cache() override { return kv_; }
   DeviceKind device() const override { return DeviceKind::Cuda; }
   void set_decode_options(const DecodeOptions& decode) override {
+    require_none_queued("set_decode_options");
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
     for (auto& [key, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
     graphs_.clear();
@@ -127,16 +128,22 @@ class CudaBackend final : public Backend {
   }
 
   ~CudaBackend() override {
+    cudaStreamSynchronize(stream_.get());  // queued calls still copy into the slots' pinned buffers
     for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+    for (SampleSlot& slot : slots_) {
+      if (slot.done != nullptr) cudaEventDestroy(slot.done);
+    }
   }
 
   void forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    require_none_queued("forward");
+    feed_rows_ = 0;
     const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
     const StepShape step = step_shape(batch, plan);
     const int vocab = config_.vocab_size;
     logits.resize(static_cast<size_t>(step.logit_rows) * vocab);
     cudaStream_t s = stream_.get();
-    upload_plan(batch, plan, s);
+    upload_plan(batch, plan, meta_host_, s);
     run_layers(step, [&](int r0, int chunk) {
       CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * vocab, logits_,
                                  static_cast<size_t>(chunk) * vocab * sizeof(float), cudaMemcpyDeviceToHost, s));
@@ -151,6 +158,58 @@ class CudaBackend final : public Backend {
   // the fixed device buffers the graph reads, the graph runs, the ids come back; one sync per step.
   void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
                       std::vector<int32_t>& ids) override {
+    require_none_queued("forward_sample");
+    feed_rows_ = 0;
+    const int rows = launch_sample(batch, params, false, meta_host_, params_host_, ids_host_);
+    CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
+    ids.assign(ids_host_.as<int32_t>(), ids_host_.as<int32_t>() + rows);
+  }
+
+  // Pipelined sampling (Backend::queue_sample): the same launches as forward_sample, from the next free
+  // slot's pinned buffers, with an event after the ids' copy instead of a stream sync. generate() and
+  // the bench use it when DecodeOptions::async_sample is on.
+  bool pipelines_sampling() const override { return options_.decode.async_sample; }
+
+  void queue_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
+                    bool feed_sampled) override {
+    if (slot_count_ >= kMaxQueuedSamples) {
+      fail("queue_sample: {} calls are already queued (take_sampled first)", slot_count_);
+    }
+    if (feed_sampled) {
+      const bool one_each = std::all_of(batch.n_tokens.begin(), batch.n_tokens.end(), [](int n) { return n == 1; });
+      if (feed_rows_ == 0) fail("queue_sample: no queued call before this one sampled ids to feed");
+      if (!one_each || static_cast<int>(batch.seq_ids.size()) != feed_rows_) {
+        fail("queue_sample: feeding {} sampled ids needs {} sequences of one token each", feed_rows_, feed_rows_);
+      }
+    }
+    // The slot's last use was taken (its event synchronized), so its pinned buffers are free.
+    SampleSlot& slot = slots_[(slot_head_ + slot_count_) % kMaxQueuedSamples];
+    slot.rows = launch_sample(batch, params, feed_sampled, slot.meta, slot.params, slot.ids);
+    CUDA_CHECK(cudaEventRecord(slot.done, stream_.get()));
+    ++slot_count_;
+    feed_rows_ = slot.rows;
+  }
+
+  void take_sampled(std::vector<int32_t>& ids) override {
+    if (slot_count_ == 0) fail("take_sampled: no call is queued");
+    SampleSlot& slot = slots_[slot_head_];
+    CUDA_CHECK(cudaEventSynchronize(slot.done));
+    ids.assign(slot.ids.as<int32_t>(), slot.ids.as<int32_t>() + slot.rows);
+    slot_head_ = (slot_head_ + 1) % kMaxQueuedSamples;
+    --slot_count_;
+  }
+
+ private:
+  void require_none_queued(const char* what) const {
+    if (slot_count_ > 0) fail("{}: {} queued sampling calls were not taken", what, slot_count_);
+  }
+
+  // Queues one sampling forward on stream_ from the given pinned staging buffers, whose previous copies
+  // must be complete; the ids land in `ids_host` when the stream gets there. With `feed_sampled` the
+  // step's tokens are the ids the last sampling launch left on the device. Commits the batch to the KV
+  // manager. Returns the number of sampled rows.
+  int launch_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params, bool feed_sampled,
+                    const PinnedBuffer& meta_host, const PinnedBuffer& params_host, const PinnedBuffer& ids_host) {
     if (batch.all_logits) fail("forward_sample: all_logits is not supported (one id per sequence)");
     const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
     const StepShape step = step_shape(batch, plan);
@@ -165,10 +224,14 @@ class CudaBackend final : public Backend {
       return !(p.temperature > 0);
     });
     cudaStream_t s = stream_.get();
-    upload_plan(batch, plan, s);
+    upload_plan(batch, plan, meta_host, s);
+    if (feed_sampled) {
+      // One token per sequence in batch order, as the last launch sampled them (rows in batch order).
+      CUDA_CHECK(cudaMemcpyAsync(d_tokens_, d_sample_ids_, rows * sizeof(int32_t), cudaMemcpyDeviceToDevice, s));
+    }
     if (!greedy) {
-      std::copy(params.begin(), params.end(), params_host_.as<SamplingParams>());
-      CUDA_CHECK(cudaMemcpyAsync(d_sample_params_, params_host_.as<SamplingParams>(), rows * sizeof(SamplingParams),
+      std::copy(params.begin(), params.end(), params_host.as<SamplingParams>());
+      CUDA_CHECK(cudaMemcpyAsync(d_sample_params_, params_host.as<SamplingParams>(), rows * sizeof(SamplingParams),
                                  cudaMemcpyHostToDevice, s));
     }
     auto body = [&] {
@@ -185,14 +248,12 @@ class CudaBackend final : public Backend {
     } else {
       body();
     }
-    CUDA_CHECK(cudaMemcpyAsync(ids_host_.as<int32_t>(), d_sample_ids_, rows * sizeof(int32_t),
+    CUDA_CHECK(cudaMemcpyAsync(ids_host.as<int32_t>(), d_sample_ids_, rows * sizeof(int32_t),
                                cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
-    ids.assign(ids_host_.as<int32_t>(), ids_host_.as<int32_t>() + rows);
     commit_batch(batch, plan, kv_);
+    return rows;
   }
 
- private:
   // What the launches of one step depend on besides device buffers: a captured graph is valid for
   // every step with the same (n_tokens, split count, sampler), since positions, slots, lengths and
   // block tables are read from the device.
@@ -647,6 +708,12 @@ class CudaBackend final : public Backend {
     meta_host_ = PinnedBuffer(meta * sizeof(int32_t));
     params_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(SamplingParams));
     ids_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(int32_t));
+    for (SampleSlot& slot : slots_) {
+      slot.meta = PinnedBuffer(meta * sizeof(int32_t));
+      slot.params = PinnedBuffer(size_t(max_logit_rows_) * sizeof(SamplingParams));
+      slot.ids = PinnedBuffer(size_t(max_logit_rows_) * sizeof(int32_t));
+      CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+    }
     sample_buf_ = DeviceBuffer(align_up(size_t(max_logit_rows_) * sizeof(SamplingParams)) +
                                    align_up(size_t(max_logit_rows_) * sizeof(int32_t)),
                                "sampling params and ids");
@@ -662,9 +729,9 @@ class CudaBackend final : public Backend {
     gemm_ = std::make_unique<Gemm>();
   }
 
-  void upload_plan(const ForwardBatch& batch, const BatchPlan& plan, cudaStream_t s) {
+  void upload_plan(const ForwardBatch& batch, const BatchPlan& plan, const PinnedBuffer& meta_host, cudaStream_t s) {
     const size_t T = max_tokens_;
-    int32_t* h = meta_host_.as<int32_t>();
+    int32_t* h = meta_host.as<int32_t>();
     std::copy(batch.tokens.begin(), batch.tokens.end(), h);
     std::copy(plan.positions.begin(), plan.positions.end(), h + T);
     std::copy(plan.slot_mapping.begin(), plan.slot_mapping.end(), h + 2 * T);
@@ -702,7 +769,17 @@ class CudaBackend final : public Backend {
        *act_ = nullptr, *selected_ = nullptr;
   int32_t *meta_ = nullptr, *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slot_mapping_ = nullptr,
           *d_logit_rows_ = nullptr, *d_cu_seqlens_ = nullptr, *d_seq_lens_ = nullptr, *d_block_tables_ = nullptr;
-  PinnedBuffer meta_host_, params_host_, ids_host_;
+  PinnedBuffer meta_host_, params_host_, ids_host_;  // forward() and forward_sample()
+  // queue_sample's calls, oldest at slot_head_: each its own pinned plan, params and ids, so the host can
+  // stage call n + 1 while call n's copies still wait in the stream; `done` follows the ids' copy.
+  struct SampleSlot {
+    PinnedBuffer meta, params, ids;
+    cudaEvent_t done = nullptr;
+    int rows = 0;
+  };
+  SampleSlot slots_[kMaxQueuedSamples];
+  int slot_head_ = 0, slot_count_ = 0;
+  int feed_rows_ = 0;  // rows of the last launch when it was a queued one (what feed_sampled may read)
   std::unique_ptr<Gemm> gemm_;
   std::map<std::tuple<int, int, int>, cudaGraphExec_t> graphs_;
   std::set<std::tuple<int, int, int>> graph_seen_;

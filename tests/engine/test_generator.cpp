@@ -251,6 +251,123 @@ TEST_CASE("generate: a second turn on a reused KV cache equals one prefill of th
   CHECK(run(*fresh, whole, g).ids == second.ids);
 }
 
+namespace {
+// The CPU backend behind Backend's default pipelined sampling (each queued call runs at once), saying
+// that it pipelines: generate() then takes its pipelined loop, checked here against its synchronous one.
+class PipelinedCpu final : public Backend {
+ public:
+  explicit PipelinedCpu(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  const Config& config() const override { return inner_->config(); }
+  KVCacheManager& kv_cache() override { return inner_->kv_cache(); }
+  DeviceKind device() const override { return inner_->device(); }
+  void forward(const ForwardBatch& batch, std::vector<float>& logits) override {
+    ++forwards;
+    inner_->forward(batch, logits);
+  }
+  void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
+                      std::vector<int32_t>& ids) override {
+    ++forwards;
+    inner_->forward_sample(batch, params, ids);
+  }
+  bool pipelines_sampling() const override { return true; }
+  int forwards = 0;
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+
+struct Outcome {
+  GenerationStats stats;
+  int kv_length = 0;  // the sequence's KV length afterwards (what the next chat turn builds on)
+};
+
+Outcome run_keeping(Backend& b, int seq, const std::vector<int32_t>& prompt, const GenerationParams& p,
+                    int cancel_after = -1) {
+  int seen = 0;
+  Outcome o;
+  o.stats = generate(b, seq, prompt, p, [&](int32_t) { return ++seen != cancel_after; });
+  o.kv_length = b.kv_cache().length(seq);
+  return o;
+}
+}  // namespace
+
+TEST_CASE("generate pipelined (queue_sample) gives the synchronous loop's ids, stop and KV length",
+          "[generate][pipeline]") {
+  const std::vector<int32_t> prompt = {1, 17, 42, 99, 7, 250};
+  GenerationParams p;
+  p.max_new_tokens = 12;
+  p.sampling.temperature = 1.5f;
+  p.sampling.seed = 11;
+  int max_context = 128, cancel_after = -1;
+  bool drops_one = false;  // the generation ends on an id the pipeline had already fed: one step more
+  SECTION("the token limit") {}
+  SECTION("a single new token") { p.max_new_tokens = 1; }
+  SECTION("greedy") { p.sampling.temperature = 0; }
+  SECTION("a stop id") {
+    auto b = cpu_backend();
+    p.stop_ids = {run(*b, prompt, p).ids[4]};
+    drops_one = true;
+  }
+  SECTION("the caller cancels") {
+    cancel_after = 5;
+    drops_one = true;
+  }
+  SECTION("the context limit") {
+    max_context = 16;
+    p.max_new_tokens = 100;
+  }
+  auto sync = cpu_backend(max_context);
+  PipelinedCpu piped(cpu_backend(max_context));
+  const int seq_a = sync->kv_cache().create_sequence(), seq_b = piped.kv_cache().create_sequence();
+  const Outcome a = run_keeping(*sync, seq_a, prompt, p, cancel_after);
+  const Outcome b = run_keeping(piped, seq_b, prompt, p, cancel_after);
+  INFO("sync stop: " << stop_reason_name(a.stats.stop) << ", " << a.stats.generated_tokens << " tokens");
+  CHECK(b.stats.ids == a.stats.ids);
+  CHECK(b.stats.stop == a.stats.stop);
+  CHECK(b.stats.generated_tokens == a.stats.generated_tokens);
+  CHECK(b.kv_length == a.kv_length);
+  CHECK(a.kv_length == int(prompt.size()) + a.stats.generated_tokens - 1);  // the last id is never fed
+  // One forward per generated token (the prefill makes the first); one more when a stop came after the
+  // next step was queued.
+  CHECK(piped.forwards == a.stats.generated_tokens + (drops_one ? 1 : 0));
+
+  // A second turn on each reused sequence continues identically (the dropped step left no trace).
+  if (a.kv_length + 4 < max_context) {
+    GenerationParams g = p;
+    g.stop_ids.clear();
+    g.max_new_tokens = 3;
+    const std::vector<int32_t> turn2 = {a.stats.ids.back(), 64, 65};
+    const Outcome a2 = run_keeping(*sync, seq_a, turn2, g), b2 = run_keeping(piped, seq_b, turn2, g);
+    CHECK(b2.stats.ids == a2.stats.ids);
+    CHECK(b2.kv_length == a2.kv_length);
+  }
+}
+
+TEST_CASE("Backend's default queue_sample: in order, fed from the last sampled ids, bounded", "[pipeline]") {
+  auto backend = cpu_backend();
+  Backend& b = *backend;
+  const int seq = b.kv_cache().create_sequence();
+  const std::vector<SamplingParams> greedy = {SamplingParams{0.f}};
+  std::vector<int32_t> ids;
+  CHECK_THROWS_WITH(b.take_sampled(ids), Catch::Contains("no call is queued"));
+  CHECK_THROWS_WITH(b.queue_sample({{seq}, {1}, {0}, false}, greedy, true), Catch::Contains("nothing was sampled"));
+  b.queue_sample({{seq}, {3}, {5, 6, 7}, false}, greedy, false);
+  b.queue_sample({{seq}, {1}, {0}, false}, greedy, true);
+  CHECK(b.kv_cache().length(seq) == 4);  // lengths advance as calls are queued
+  CHECK_THROWS_WITH(b.queue_sample({{seq}, {1}, {0}, false}, greedy, true), Catch::Contains("already queued"));
+  std::vector<int32_t> first, second;
+  b.take_sampled(first);
+  b.take_sampled(second);
+  // The same as feeding by hand.
+  auto fresh = cpu_backend();
+  const int s2 = fresh->kv_cache().create_sequence();
+  std::vector<int32_t> r1, r2;
+  fresh->forward_sample({{s2}, {3}, {5, 6, 7}, false}, greedy, r1);
+  fresh->forward_sample({{s2}, {1}, {r1[0]}, false}, greedy, r2);
+  CHECK(first == r1);
+  CHECK(second == r2);
+}
+
 TEST_CASE("bench accounting: LLaMA 3.1 8B reads 15.0 GB of weights and 128 KiB of K/V per token", "[bench]") {
   Config c;
   c.hidden_size = 4096;
