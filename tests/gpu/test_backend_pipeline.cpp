@@ -32,6 +32,7 @@ Config small_config() {
 std::unique_ptr<Backend> small_backend(uint64_t seed, bool async_sample) {
   BackendOptions o;
   o.max_context = 512;
+  o.max_sequences = 4;
   o.show_progress = false;
   o.decode.async_sample = async_sample;
   return make_synthetic_cuda_backend(small_config(), seed, o);
@@ -46,39 +47,64 @@ TEST_CASE("CUDA queue_sample: pipelined steps fed on the device give forward_sam
   Backend& b = *backend;
   REQUIRE(b.pipelines_sampling());
   const bool sampled = GENERATE(false, true);
-  SamplingParams sp;
-  sp.temperature = sampled ? 1.0f : 0.f;
-  sp.seed = seed;
-  const std::vector<int32_t> prompt = {11, 2999, 7, 400, 1234, 5, 77, 8, 9, 10, 2048, 3, 17};
+  const int batch = GENERATE(1, 3);
+  INFO((sampled ? "sampled" : "greedy") << ", batch " << batch);
+  // Prompts of different lengths (one spans several KV blocks), prefilled together.
+  std::vector<std::vector<int32_t>> prompts = {{11, 2999, 7, 400, 1234, 5, 77, 8, 9, 10, 2048, 3, 17},
+                                               {4, 5, 6, 7, 8},
+                                               std::vector<int32_t>(37, 0)};
+  for (size_t i = 0; i < prompts[2].size(); ++i) prompts[2][i] = static_cast<int32_t>((i * 131 + 9) % 3000);
+  prompts.resize(batch);
   const int steps = 40;
-  auto params_at = [&](int length) {
-    SamplingParams p = sp;
-    p.step = static_cast<uint64_t>(length);
-    return std::vector<SamplingParams>{p};
+  KVCacheManager& kv = b.kv_cache();
+  // One batch's sampling params, each sequence's position its length after the step.
+  auto params_for = [&](const std::vector<int>& seqs, const std::vector<int>& n_new) {
+    std::vector<SamplingParams> ps(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      ps[i].temperature = sampled ? 1.0f : 0.f;
+      ps[i].seed = seed + i;
+      ps[i].step = static_cast<uint64_t>(kv.length(seqs[i]) + n_new[i]);
+    }
+    return ps;
   };
+  auto prefill_batch = [&](std::vector<int>& seqs) {
+    ForwardBatch f;
+    for (const auto& p : prompts) {
+      seqs.push_back(kv.create_sequence());
+      f.seq_ids.push_back(seqs.back());
+      f.n_tokens.push_back(static_cast<int>(p.size()));
+      f.tokens.insert(f.tokens.end(), p.begin(), p.end());
+    }
+    return f;
+  };
+  const std::vector<int> ones(batch, 1);
 
-  // Synchronous: each id back on the host, then fed.
-  const int seq_a = b.kv_cache().create_sequence();
-  std::vector<int32_t> ids_a, ids;
-  b.forward_sample({{seq_a}, {int(prompt.size())}, prompt, false}, params_at(int(prompt.size())), ids);
-  ids_a.push_back(ids[0]);
+  // Synchronous: each step's ids back on the host, then fed.
+  std::vector<int> seqs_a;
+  ForwardBatch first = prefill_batch(seqs_a);
+  std::vector<int32_t> ids;
+  std::vector<std::vector<int32_t>> ids_a;
+  b.forward_sample(first, params_for(seqs_a, first.n_tokens), ids);
+  ids_a.push_back(ids);
   for (int k = 1; k < steps; ++k) {
-    b.forward_sample({{seq_a}, {1}, {ids[0]}, false}, params_at(b.kv_cache().length(seq_a) + 1), ids);
-    ids_a.push_back(ids[0]);
+    b.forward_sample({seqs_a, ones, ids, false}, params_for(seqs_a, ones), ids);
+    ids_a.push_back(ids);
   }
 
-  // Pipelined: step k + 1 queued (fed from step k's id on the device) before step k is taken.
-  const int seq_b = b.kv_cache().create_sequence();
-  std::vector<int32_t> ids_b;
-  b.queue_sample({{seq_b}, {int(prompt.size())}, prompt, false}, params_at(int(prompt.size())), false);
+  // Pipelined: step k + 1 queued (fed from step k's ids on the device) before step k is taken.
+  std::vector<int> seqs_b;
+  first = prefill_batch(seqs_b);
+  std::vector<std::vector<int32_t>> ids_b;
+  b.queue_sample(first, params_for(seqs_b, first.n_tokens), false);
+  const std::vector<int32_t> placeholder(batch, 0);
   for (int k = 0; k < steps; ++k) {
-    if (k + 1 < steps) b.queue_sample({{seq_b}, {1}, {0}, false}, params_at(b.kv_cache().length(seq_b) + 1), true);
+    if (k + 1 < steps) b.queue_sample({seqs_b, ones, placeholder, false}, params_for(seqs_b, ones), true);
     b.take_sampled(ids);
-    REQUIRE(ids.size() == 1);
-    ids_b.push_back(ids[0]);
+    REQUIRE(int(ids.size()) == batch);
+    ids_b.push_back(ids);
   }
   CHECK(ids_b == ids_a);
-  CHECK(b.kv_cache().length(seq_b) == b.kv_cache().length(seq_a));
+  for (int i = 0; i < batch; ++i) CHECK(kv.length(seqs_b[i]) == kv.length(seqs_a[i]));
 }
 
 TEST_CASE("CUDA generate with --async-sample: the same ids, stop and KV as without", "[pipeline]") {
