@@ -143,7 +143,7 @@ class CudaBackend final : public Backend {
     const int vocab = config_.vocab_size;
     logits.resize(static_cast<size_t>(step.logit_rows) * vocab);
     cudaStream_t s = stream_.get();
-    upload_plan(batch, plan, meta_host_, s);
+    upload_plan(batch, plan, slots_[slot_head_].meta, s);  // nothing is queued: every slot is free
     run_layers(step, [&](int r0, int chunk) {
       CUDA_CHECK(cudaMemcpyAsync(logits.data() + static_cast<size_t>(r0) * vocab, logits_,
                                  static_cast<size_t>(chunk) * vocab * sizeof(float), cudaMemcpyDeviceToHost, s));
@@ -160,9 +160,10 @@ class CudaBackend final : public Backend {
                       std::vector<int32_t>& ids) override {
     require_none_queued("forward_sample");
     feed_rows_ = 0;
-    const int rows = launch_sample(batch, params, false, meta_host_, params_host_, ids_host_);
+    const SampleSlot& slot = slots_[slot_head_];  // nothing is queued: every slot is free
+    const int rows = launch_sample(batch, params, false, slot.meta, slot.params, slot.ids);
     CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
-    ids.assign(ids_host_.as<int32_t>(), ids_host_.as<int32_t>() + rows);
+    ids.assign(slot.ids.as<int32_t>(), slot.ids.as<int32_t>() + rows);
   }
 
   // Pipelined sampling (Backend::queue_sample): the same launches as forward_sample, from the next free
@@ -705,9 +706,6 @@ class CudaBackend final : public Backend {
     d_cu_seqlens_ = d_logit_rows_ + T;
     d_seq_lens_ = d_cu_seqlens_ + max_seqs_ + 1;
     d_block_tables_ = d_seq_lens_ + max_seqs_ + 1;
-    meta_host_ = PinnedBuffer(meta * sizeof(int32_t));
-    params_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(SamplingParams));
-    ids_host_ = PinnedBuffer(size_t(max_logit_rows_) * sizeof(int32_t));
     for (SampleSlot& slot : slots_) {
       slot.meta = PinnedBuffer(meta * sizeof(int32_t));
       slot.params = PinnedBuffer(size_t(max_logit_rows_) * sizeof(SamplingParams));
@@ -769,9 +767,9 @@ class CudaBackend final : public Backend {
        *act_ = nullptr, *selected_ = nullptr;
   int32_t *meta_ = nullptr, *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slot_mapping_ = nullptr,
           *d_logit_rows_ = nullptr, *d_cu_seqlens_ = nullptr, *d_seq_lens_ = nullptr, *d_block_tables_ = nullptr;
-  PinnedBuffer meta_host_, params_host_, ids_host_;  // forward() and forward_sample()
-  // queue_sample's calls, oldest at slot_head_: each its own pinned plan, params and ids, so the host can
-  // stage call n + 1 while call n's copies still wait in the stream; `done` follows the ids' copy.
+  // Pinned staging of each call's plan, params and ids. queue_sample's calls, oldest at slot_head_, each
+  // have their own, so the host can stage call n + 1 while call n's copies still wait in the stream;
+  // `done` follows the ids' copy. forward() and forward_sample() (nothing queued) use slot_head_'s.
   struct SampleSlot {
     PinnedBuffer meta, params, ids;
     cudaEvent_t done = nullptr;
