@@ -11,11 +11,9 @@ Exit status 0 when both paths (prefill, decode) pass.
 import argparse
 import sys
 
-import torch
-from safetensors.torch import load_file
-
 
 def metrics(x, ref):
+    import torch
     rel = ((x - ref).norm() / ref.norm()).item()
     logp_ref = torch.log_softmax(ref.double(), -1)
     logp_x = torch.log_softmax(x.double(), -1)
@@ -30,6 +28,8 @@ def main():
     p.add_argument("--engine", required=True)
     p.add_argument("--factor", type=float, default=1.5)
     a = p.parse_args()
+    # torch (here and in metrics) is imported after parsing, so --help works where torch is missing.
+    from safetensors.torch import load_file
     ref = load_file(a.reference)
     eng = load_file(a.engine)
     fp32 = ref["logits"].float()

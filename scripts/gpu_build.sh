@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU machine: configure and build FlashCore against the unpacked packages in .deps/ (see gpu_deps.sh).
 #   scripts/gpu_build.sh [TARGET ...]        (default: everything; BUILD_DIR=build-gpu unless set)
-# Then: export LD_LIBRARY_PATH=$PWD/.deps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH
+# Then: export LD_LIBRARY_PATH=$PWD/.deps/usr/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH; scripts/gpu.sh --bin build-gpu ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ "${1:-}" == "--help" ]] && { sed -n '2,4p' "$0"; exit 0; }

@@ -17,13 +17,13 @@ normal() {  # normal BUILD_DIR
   (cd "$1" && ctest --output-on-failure -j"$jobs" --timeout 600)
   if ! { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }; then
     echo "note: no NVIDIA GPU here: gpu_tests (tests/gpu, the CUDA kernel tests) were built but SKIPPED;"
-    echo "      run them on a GPU machine (scripts/gpu_check.sh)."
+    echo "      run them on a GPU machine (scripts/gpu.sh test)."
   fi
 }
 
 # The whole CPU suite under AddressSanitizer (with LeakSanitizer) + UBSan: any report fails its test
 # (-fno-sanitize-recover=undefined makes UBSan fatal). CUDA is off: the GPU half has its own
-# compute-sanitizer path (scripts/gpu_check.sh).
+# compute-sanitizer path (scripts/gpu.sh sanitize).
 sanitize() {  # sanitize BUILD_DIR
   scripts/setup.sh
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFC_ENABLE_CUDA=OFF -DFC_SANITIZE=ON >/dev/null
