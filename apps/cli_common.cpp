@@ -37,8 +37,6 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--seed", o.seed, "sampling seed (same seed, same text)");
   app.add_option("--device", o.device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--max-context", o.max_context, "context (KV cache) length in tokens")->check(CLI::PositiveNumber);
-  app.add_flag("--async-sample", o.async_sample,
-               "GPU: queue each decode step before the last one's id reaches the host (experimental)");
   add_check_weights_flag(app, o.check_weights);
 }
 
@@ -87,7 +85,6 @@ LoadedModel load_model(const ModelOptions& o) {
   BackendOptions bo;
   bo.max_context = std::min(o.max_context, ckpt.config.max_position_embeddings);
   bo.show_progress = !global_options().quiet;
-  bo.decode.async_sample = o.async_sample;
   m.backend = make_backend(device, ckpt, bo);
   return m;
 }

@@ -31,7 +31,6 @@ struct ModelOptions {
   int top_k = 0;
   uint64_t seed = 0;
   bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf before the backend is built
-  bool async_sample = false;   // --async-sample: DecodeOptions::async_sample (pipelined decode steps)
   CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
               *penalty_opt = nullptr;
 };

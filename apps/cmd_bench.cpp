@@ -10,15 +10,12 @@
 // Timing: every forward_sample() ends with a stream synchronize (the sampled ids are copied to the
 // host), so host steady_clock around each call is the step's wall time, launch overhead included
 // (what a user waits for). Decode steps use greedy sampling on the GPU: only the ids cross to the host.
-// With --async-sample each decode step is queued before the last one's ids are taken (Backend::
-// queue_sample), and a step's time is the interval between two takes: the same wall time per token.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <numeric>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -44,8 +41,6 @@ struct BenchOptions {
   int gen_len = 128, warmup = 1, iters = 3, block_size = 16;
   uint64_t seed = 1;
   bool ablate = false;
-  bool exact_gemm_rows = false;  // --exact-gemm-rows: BackendOptions::bucket_gemm_rows off
-  DecodeOptions decode;  // --no-graph / --no-gemv / --gemv-chain / --gemv-prefetch / --no-bulk-gemv / --no-fuse / --no-pdl
 };
 
 // The ablation variants: everything on, then each part of the decode fast path off alone, then all off
@@ -60,10 +55,10 @@ std::vector<Variant> ablation_variants() {
   no_pdl.pdl = false;
   no_fuse.fuse = false;
   no_gemv.gemv = false;
-  two_ctas.attn_ctas_per_sm = 0;
+  two_ctas.attn_one_cta_per_sm = false;
   no_bulk.bulk_gemv = false;
   none.cuda_graph = none.gemv = none.bulk_gemv = none.fuse = none.pdl = false;
-  none.attn_ctas_per_sm = 0;
+  none.attn_one_cta_per_sm = false;
   return {{"all on", all},
           {"no CUDA graph", no_graph},
           {"no PDL", no_pdl},
@@ -72,20 +67,6 @@ std::vector<Variant> ablation_variants() {
           {"register GEMV only", no_bulk},
           {"cuBLASLt, not GEMV", no_gemv},
           {"all off", none}};
-}
-
-std::vector<std::string> split_commas(const std::string& v) {
-  std::vector<std::string> parts;
-  std::stringstream in(v);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
-}
-
-// reg, warp, cta -> DecodeOptions' GEMV kernel number (kernels/gemv.cuh GemvKernel); -1 if none.
-int gemv_kernel_index(const std::string& name) {
-  const std::vector<std::string> kernels = {"reg", "warp", "cta"};
-  const auto k = std::find(kernels.begin(), kernels.end(), name);
-  return k == kernels.end() ? -1 : static_cast<int>(k - kernels.begin());
 }
 
 double ms_since(Clock::time_point t0) {
@@ -175,26 +156,12 @@ json bench_decode(Backend& backend, int batch, int context, double copy_gbs, con
   std::vector<int32_t> tokens = random_tokens(batch, c.vocab_size, rng);
   std::vector<double> samples;
   double bytes_sum = 0;
-  const bool pipelined = backend.pipelines_sampling();
   for (int it = 0; it < o.warmup + o.iters; ++it) {
     for (int s : seqs) kv.truncate(s, context);
-    // Pipelined (--async-sample): step k + 1 is queued, fed on the device, before step k's ids are
-    // taken; a step's time is then from one take to the next (the first from its queueing).
-    auto t_prev = Clock::now();
-    if (pipelined) backend.queue_sample({seqs, ones, tokens, false}, greedy, false);
     for (int step = 0; step < o.gen_len; ++step) {
-      double ms = 0;
-      if (pipelined) {
-        if (step + 1 < o.gen_len) backend.queue_sample({seqs, ones, tokens, false}, greedy, true);
-        backend.take_sampled(tokens);
-        const auto now = Clock::now();
-        ms = std::chrono::duration<double, std::milli>(now - t_prev).count();
-        t_prev = now;
-      } else {
-        const auto t0 = Clock::now();
-        backend.forward_sample({seqs, ones, tokens, false}, greedy, tokens);
-        ms = ms_since(t0);
-      }
+      const auto t0 = Clock::now();
+      backend.forward_sample({seqs, ones, tokens, false}, greedy, tokens);
+      const double ms = ms_since(t0);
       if (it < o.warmup) continue;
       samples.push_back(ms);
       // This step reads the weights once and, per sequence, K/V of context + step + 1 tokens (the new
@@ -310,8 +277,6 @@ int run_bench(const BenchOptions& o) {
   bo.max_sequences = max_batch;
   bo.max_batch_tokens = std::max(chunk, max_batch);
   bo.show_progress = !quiet;
-  bo.decode = o.decode;
-  bo.bucket_gemm_rows = !o.exact_gemm_rows;
   const auto t_load = Clock::now();
   std::unique_ptr<Backend> backend = ckpt ? make_backend(device, *ckpt, bo)
                                           : make_synthetic_cuda_backend(config, o.seed, bo);
@@ -323,16 +288,7 @@ int run_bench(const BenchOptions& o) {
   out["settings"] = {{"prompt_lens", o.prompt_lens}, {"contexts", o.contexts}, {"batches", o.batches},
                      {"gen_len", o.gen_len}, {"warmup", o.warmup}, {"iters", o.iters},
                      {"kv_block_size", o.block_size}, {"context_fill", "KV lengths set directly (no prefill)"},
-                     {"timer", o.decode.async_sample
-                                   ? "host steady_clock between the takes of two pipelined steps"
-                                   : "host steady_clock around each synchronized step"},
-                     {"decode", {{"cuda_graph", o.decode.cuda_graph}, {"gemv", o.decode.gemv},
-                                 {"fuse", o.decode.fuse}, {"pdl", o.decode.pdl}, {"bulk_gemv", o.decode.bulk_gemv}, {"gemv_chain", o.decode.gemv_chain}, {"gemv_prefetch_mb", o.decode.gemv_prefetch_mb}, {"gemv_prewait", o.decode.gemv_prewait}, {"gemv_carveout", o.decode.gemv_carveout}, {"async_sample", o.decode.async_sample},
-                                 {"attn_ctas_per_sm", o.decode.attn_ctas_per_sm},
-                                 {"gemv_kernel_of", std::vector<int>(std::begin(o.decode.gemv_kernel_of),
-                                                                     std::end(o.decode.gemv_kernel_of))},
-                                 {"gemv_kernel", o.decode.gemv_kernel}}},
-                     {"bucket_gemm_rows", !o.exact_gemm_rows}};
+                     {"timer", "host steady_clock around each synchronized step"}};
 
   std::mt19937_64 rng(o.seed);
   if (!quiet && cuda) std::printf("%s, copy bandwidth %.0f GB/s (read + write)\n", out["device"].get<std::string>().c_str(), copy_gbs);
@@ -386,7 +342,7 @@ int run_bench(const BenchOptions& o) {
         out["ablation"].push_back(std::move(r));
       }
     }
-    backend->set_decode_options(o.decode);
+    backend->set_decode_options(DecodeOptions{});
   }
   if (cuda) {
     out["peak_gpu_memory_bytes"] = memory.peak_used;
@@ -427,67 +383,8 @@ Runner add_bench_command(CLI::App& app) {
   app.add_option("--json", o->json_path, "write every measurement (samples included) to this JSON file");
   app.add_flag("--ablate", o->ablate,
                "after the main table, rerun the decode cases of batch <= 8 with each part of the decode fast path "
-               "switched off alone (CUDA graph, PDL, fusion, GEMV), then all of them");
-  app.add_flag("--no-graph", [o](int64_t) { o->decode.cuda_graph = false; }, "decode without CUDA graphs");
-  app.add_flag("--no-gemv", [o](int64_t) { o->decode.gemv = false; }, "cuBLASLt for 1..8-row products too");
-  app.add_flag("--no-bulk-gemv", [o](int64_t) { o->decode.bulk_gemv = false; },
-               "the GEMV's register kernel for every projection (no cp.async.bulk kernels)");
-  app.add_flag("--gemv-chain", [o](int64_t) { o->decode.gemv_chain = true; },
-               "each layer's o_proj..next qkv as one persistent kernel (kernels/gemv_chain.cuh; measured slower)");
-  app.add_option("--attn-ctas-per-sm", o->decode.attn_ctas_per_sm,
-                 "decode attention: split the KV range for this many CTAs per SM (0 = the kernel's occupancy)")
-      ->check(CLI::Range(0, 16));
-  app.add_option("--gemv-prefetch", o->decode.gemv_prefetch_mb,
-                 "MB of the next projection's weights each decode GEMV pulls into L2 when done (0 = off)")
-      ->check(CLI::Range(0, 1024));
-  app.add_option_function<std::string>(
-         "--gemv-tuning",
-         [o](const std::string& v) {
-           // KERNEL[,SLOTS[,CTAS_PER_SM[,LATE_TRIGGER]]], KERNEL one of reg, warp, cta (kernels/gemv.cuh)
-           const std::vector<std::string> parts = split_commas(v);
-           const int k = parts.empty() ? -1 : gemv_kernel_index(parts[0]);
-           if (k < 0 || parts.size() > 4) {
-             throw CLI::ValidationError("--gemv-tuning", "expected reg|warp|cta[,slots[,ctas_per_sm[,late 0|1]]], got '" + v + "'");
-           }
-           try {
-             o->decode.gemv_kernel = k;
-             if (parts.size() > 1) o->decode.gemv_slots = std::stoi(parts[1]);
-             if (parts.size() > 2) o->decode.gemv_ctas_per_sm = std::stoi(parts[2]);
-             if (parts.size() > 3) o->decode.gemv_late_trigger = std::stoi(parts[3]);
-           } catch (const std::exception&) {
-             throw CLI::ValidationError("--gemv-tuning", "not a number in '" + v + "'");
-           }
-         },
-         "the GEMV's launch shape: reg|warp|cta[,slots[,ctas_per_sm[,late 0|1]]] (a measurement knob)");
-  app.add_option_function<std::string>(
-         "--gemv-kernels",
-         [o](const std::string& v) {
-           // K,K,K,K,K for qkv, o_proj, gate_up, down, lm_head; K one of reg, warp, cta, - (the default)
-           const std::vector<std::string> parts = split_commas(v);
-           if (parts.size() != 5) throw CLI::ValidationError("--gemv-kernels", "expected 5 kernels, got '" + v + "'");
-           for (int i = 0; i < 5; ++i) {
-             if (parts[i] == "-") continue;
-             const int k = gemv_kernel_index(parts[i]);
-             if (k < 0) throw CLI::ValidationError("--gemv-kernels", "unknown kernel '" + parts[i] + "'");
-             o->decode.gemv_kernel_of[i] = k;
-           }
-         },
-         "the GEMV kernel per decode projection: qkv,o_proj,gate_up,down,lm_head, each reg|warp|cta|- "
-         "(a measurement knob)");
-  app.add_option("--gemv-prewait", o->decode.gemv_prewait,
-                 "per-warp bulk GEMVs: ring slots requested before waiting on the previous kernel (0 = all; a "
-                 "measurement knob)")
-      ->check(CLI::Range(0, 8));
-  app.add_option("--gemv-carveout", o->decode.gemv_carveout,
-                 "GEMV kernels' preferred shared-memory carveout in % (-1 = the driver's choice; a measurement knob)")
-      ->check(CLI::Range(-1, 100));
-  app.add_flag("--no-fuse", [o](int64_t) { o->decode.fuse = false; },
-               "separate RMSNorm / SwiGLU / residual-add kernels in decode");
-  app.add_flag("--no-pdl", [o](int64_t) { o->decode.pdl = false; }, "no programmatic dependent launch");
-  app.add_flag("--async-sample", o->decode.async_sample,
-               "queue each decode step before the last one's ids reach the host (experimental)");
-  app.add_flag("--exact-gemm-rows", o->exact_gemm_rows,
-               "cuBLASLt over each prefill's exact row count, not its bucket (engine/memory_plan.h: gemm_rows)");
+               "switched off alone (CUDA graph, PDL, fusion, one-CTA-per-SM attention split, bulk-copy GEMV, "
+               "GEMV), then all of them");
   return [o]() { return run_bench(*o); };
 }
 

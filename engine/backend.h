@@ -2,7 +2,6 @@
 // Prefill and decode are the same call with different shapes.
 #pragma once
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,47 +15,18 @@ namespace fc {
 
 enum class DeviceKind { Cpu, Cuda };
 
-// The CUDA decode fast path, each part switchable so `flashcore bench --ablate` can price it. The parts
-// that pay are on by default; the CPU backend ignores them.
+// The CUDA decode fast path (engine/cuda_forward.cpp), each part switchable so that `flashcore bench
+// --ablate` can price it. Everything is on by default; the CPU backend ignores these.
 struct DecodeOptions {
   bool cuda_graph = true;  // a decode step is one CUDA graph replay (captured per batch size and split count)
-  bool gemv = true;        // 1..8-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
-  // The GEMV kernel (kernels/gemv.cuh GemvKernel: 0 registers, 1 per-warp bulk copies, 2 CTA-cooperative
-  // bulk copies) per fused decode projection: qkv, o_proj, gate_up, down, lm_head. Each the fastest in the
-  // whole decode step on an H200 (docs/PERFORMANCE.md, "GEMV kernels"); lm_head stays on registers (the
-  // CTA kernel measured within noise of it there and is not racecheck-clean); unfused GEMVs use registers.
-  int gemv_kernel_of[5] = {1, 0, 1, 0, 0};
-  bool bulk_gemv = true;   // false: the register kernel for every projection (the ablation)
-  // The GEMV's launch shape, for measurements (`bench --gemv-tuning`); -1 / 0 = the defaults above and
-  // kernels/gemv.cuh's.
-  int gemv_kernel = -1;    // every projection
-  int gemv_slots = 0;      // bulk ring slots per warp
-  int gemv_ctas_per_sm = 0;
-  int gemv_late_trigger = -1;  // 0/1: GemvTuning::late_trigger
-  int gemv_prewait = 0;        // GemvTuning::prewait_slots (per-warp bulk kernel; 0 = the whole ring)
-  int gemv_carveout = -1;      // GemvTuning::carveout (-1 = the driver's choice)
-  bool fuse = true;        // RMSNorm, SwiGLU and the residual adds fused into the GEMVs (4 kernels a layer)
-  // One-row fused steps: each layer's o_proj, gate/up, down and the next qkv (or lm_head) as one persistent
-  // kernel (kernels/gemv_chain.cuh) instead of 4 GEMV launches; needs sm_90. Off: measured slower on an
-  // H200 (4.57 against 4.19 ms a step at context 0; docs/PERFORMANCE.md, session 5).
-  bool gemv_chain = false;
-  // One-row fused steps without the chain: each GEMV pulls the first gemv_prefetch_mb MB of the next
-  // projection's weights into L2 once its own work is done (GemvArgs::prefetch); 0 = off.
-  int gemv_prefetch_mb = 0;  // measured: 8 MB no gain in decode, 16+ slower (docs/PERFORMANCE.md)
-  bool pdl = true;         // programmatic dependent launch: each GEMV prefetches weights while the last kernel ends
-  // Single-sequence decode steps: the attention's KV splits aim at this many CTAs per SM
-  // (kernels/attention_decode.cuh; 0 = the kernel's occupancy, 2, which batches always use). 1 measured
-  // 2.2% faster a step at 4k-32k on an H200 (docs/PERFORMANCE.md).
-  int attn_ctas_per_sm = 1;
-  int gemv_max_rows = 1;   // GEMV for steps of at most this many rows (1..8); cuBLASLt beyond (measured faster
-                           // from 2 rows on an H200: fc_bench_gemv)
-  // Pipelined decode (Backend::queue_sample): the next step is queued, its token read on the device from
-  // the last step's sampled id, before that id reaches the host, so the host's part of a step (reading
-  // the id, streaming, stop checks, the next plan, the graph launch) overlaps the GPU's. Off until
-  // measured on a GPU.
-  bool async_sample = false;
+  bool gemv = true;        // one-row products by our bandwidth-bound GEMV (kernels/gemv.cuh), not cuBLASLt
+  bool bulk_gemv = true;   // the bulk-copy GEMV where the decode table picks it (sm_90); false: registers only
+  bool fuse = true;        // RMSNorm, RoPE + KV append, SwiGLU and the residual adds fused into the GEMVs
+  bool pdl = true;         // programmatic dependent launch: each kernel starts while the last one drains
+  // One-sequence decode: the attention's KV splits aim at one CTA per SM rather than the kernel's
+  // occupancy (2); batches always use the occupancy (batch 8 at 4k measured 0.5-1% slower with one).
+  bool attn_one_cta_per_sm = true;
 };
-
 struct BackendOptions {
   int kv_block_size = 16;
   int max_context = 0;     // tokens per sequence; 0 = the model's max_position_embeddings
@@ -105,24 +75,8 @@ class Backend {
     }
   }
 
-  // Pipelined sampling. queue_sample() starts forward_sample(batch, params) and may return before its
-  // ids exist; take_sampled() waits for the oldest queued call and returns its ids. With `feed_sampled`
-  // the values of batch.tokens (one per sequence) are ignored: each sequence's token is the id that the
-  // previous queued call sampled for it (the same sequences in the same order, one token each), read
-  // where it was sampled. KV lengths advance when a call is queued; a caller that drops a queued step
-  // (its sequence stopped) takes it, then truncates the sequence. At most kMaxQueuedSamples calls are
-  // outstanding; forward() and forward_sample() need none outstanding.
-  //
-  // pipelines_sampling() says whether queueing overlaps anything: generate() pipelines only then. The
-  // default below runs each call at once (in queue_sample), which any backend can use.
-  static constexpr int kMaxQueuedSamples = 2;
-  virtual bool pipelines_sampling() const { return false; }
-  virtual void queue_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params, bool feed_sampled);
-  virtual void take_sampled(std::vector<int32_t>& ids);
-
- private:
-  std::deque<std::vector<int32_t>> queued_;  // the default's ids of each queued call, oldest first
-  std::vector<int32_t> last_sampled_;        // the default's ids of the newest queued call
+  // Bytes of device memory this backend holds (weights, KV pool, workspaces); 0 on the CPU.
+  virtual size_t device_memory_bytes() const { return 0; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "engine/backend.h"
+#include "engine/device_layout.h"
 #include "engine/batch_plan.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
@@ -45,7 +46,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(const Checkpoint& ckpt, const BackendOptions& options)
       : config_(ckpt.config),
-        kv_(make_kv(ckpt.config, options)),
+        kv_(make_kv_cache(ckpt.config, options)),
         layout_{options.kv_block_size, ckpt.config.num_kv_heads, ckpt.config.head_dim} {
     const LlamaTensors& t = ckpt.tensors;
     embed_ = stack_f32({t.embed});
@@ -118,12 +119,6 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  static KVCacheManager make_kv(const Config& c, const BackendOptions& o) {
-    const int context = o.max_context > 0 ? o.max_context : c.max_position_embeddings;
-    const int blocks_per_seq = (context + o.kv_block_size - 1) / o.kv_block_size;
-    const int blocks = o.kv_blocks > 0 ? o.kv_blocks : blocks_per_seq * std::max(1, o.max_sequences);
-    return KVCacheManager(blocks, o.kv_block_size, blocks_per_seq);
-  }
 
   // The CPU pools hold only the blocks handed out so far (the allocator hands out low ids first).
   void grow_pools(const BatchPlan& plan) {

@@ -71,76 +71,28 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
   // The position of the token being chosen is the sequence length after the step (sp.step): one draw
   // per position, reproducible per seed.
   const auto t0 = clock::now();
-  auto first_token_time = t0, t_end = t0;
-  if (!host_penalty && backend.pipelines_sampling()) {
-    // Pipelined: step k + 1 is queued (its token fed on the device from step k's id) before step k's id
-    // is read, unless a limit ends the generation at step k anyway. A stop id or the caller ending it
-    // leaves that step queued: it is taken and its token dropped from the KV cache.
-    int length = kv.length(seq_id);
-    int queued = 0;
-    auto drop_queued = [&] {
-      for (; queued > 0; --queued) backend.take_sampled(ids);
-      kv.truncate(seq_id, length);
-    };
-    try {
-      sp.step = static_cast<uint64_t>(length + prompt.size());
-      backend.queue_sample({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false}, {sp}, false);
-      ++queued;
-      length += static_cast<int>(prompt.size());
-      for (int step = 0; step < params.max_new_tokens; ++step) {
-        const std::optional<StopReason> limit = limit_after(step, length);
-        if (!limit) {
-          sp.step = static_cast<uint64_t>(length + 1);
-          backend.queue_sample({{seq_id}, {1}, {0}, false}, {sp}, true);  // feeds this step's id
-          ++queued;
-          ++length;
-        }
-        backend.take_sampled(ids);
-        --queued;
-        if (step == 0) first_token_time = clock::now();
-        if (!accept(ids[0])) {
-          if (!limit) --length;  // the queued step's token is dropped
-          break;
-        }
-        if (limit) {
-          stats.stop = *limit;
-          break;
-        }
-      }
-      t_end = clock::now();  // the last id's time: a dropped step made no token
-      drop_queued();
-    } catch (...) {
-      try {
-        drop_queued();
-      } catch (...) {
-        // the first error is the one to report
-      }
-      throw;
+  auto step_forward = [&](const ForwardBatch& batch) {
+    sp.step = static_cast<uint64_t>(kv.length(seq_id) + batch.tokens.size());
+    if (!host_penalty) {
+      backend.forward_sample(batch, {sp}, ids);
+      return;
     }
-  } else {
-    auto step_forward = [&](const ForwardBatch& batch) {
-      sp.step = static_cast<uint64_t>(kv.length(seq_id) + batch.tokens.size());
-      if (!host_penalty) {
-        backend.forward_sample(batch, {sp}, ids);
-        return;
-      }
-      backend.forward(batch, logits);
-      const int32_t offsets[2] = {0, static_cast<int32_t>(history.size())};
-      repetition_penalty_ref(logits.data(), 1, vocab, history.data(), offsets, &params.repetition_penalty);
-      ids[0] = sample_ref(logits.data(), vocab, sp, sampling_random(sp.seed, sp.step)).id;
-    };
-    step_forward({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false});
-    first_token_time = clock::now();
-    for (int step = 0; step < params.max_new_tokens; ++step) {
-      if (!accept(ids[0])) break;
-      if (const auto limit = limit_after(step, kv.length(seq_id))) {
-        stats.stop = *limit;
-        break;
-      }
-      step_forward({{seq_id}, {1}, {ids[0]}, false});
+    backend.forward(batch, logits);
+    const int32_t offsets[2] = {0, static_cast<int32_t>(history.size())};
+    repetition_penalty_ref(logits.data(), 1, vocab, history.data(), offsets, &params.repetition_penalty);
+    ids[0] = sample_ref(logits.data(), vocab, sp, sampling_random(sp.seed, sp.step)).id;
+  };
+  step_forward({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false});
+  const auto first_token_time = clock::now();
+  for (int step = 0; step < params.max_new_tokens; ++step) {
+    if (!accept(ids[0])) break;
+    if (const auto limit = limit_after(step, kv.length(seq_id))) {
+      stats.stop = *limit;
+      break;
     }
-    t_end = clock::now();
+    step_forward({{seq_id}, {1}, {ids[0]}, false});
   }
+  const auto t_end = clock::now();
   stats.prefill_ms = std::chrono::duration<double, std::milli>(first_token_time - t0).count();
   stats.decode_ms = std::chrono::duration<double, std::milli>(t_end - first_token_time).count();
   return stats;

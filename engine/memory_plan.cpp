@@ -5,15 +5,11 @@
 #include <string>
 
 #include "core/error.h"
-#include "kernels/sampling.h"
+#include "engine/device_layout.h"
 
 namespace fc {
 
 namespace {
-
-// As engine/cuda_backend.cpp: every carved tensor starts 256-byte aligned.
-constexpr size_t kAlign = 256;
-size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 // cudaMalloc hands out whole 2 MiB pages for large allocations; counting them keeps the plan from
 // undershooting by up to 2 MiB per buffer.
@@ -22,24 +18,12 @@ size_t round_to_granularity(size_t bytes) {
   return (bytes + kAllocGranularity - 1) / kAllocGranularity * kAllocGranularity;
 }
 
-// Gemm::kDefaultWorkspaceBytes (kernels/gemm.cuh), the one cuBLASLt workspace of the backend.
-constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
-// cuda_backend.cpp's kMaxDecodeSplits: the decode attention workspace holds this many partial results.
-constexpr int kMaxDecodeSplits = 32;
 // Device memory used by the process that no buffer of ours accounts for: kernel modules (ours, cuBLASLt's)
 // loaded lazily on first launch and the cuBLASLt handle. An estimate, on the safe side of what fc_soak
 // measures (tools/soak_main.cpp prints planned vs measured).
 constexpr size_t kRuntimeReserveBytes = size_t{256} << 20;
 
 double gb(size_t bytes) { return static_cast<double>(bytes) / 1e9; }
-
-// attention_decode_workspace_bytes (kernels/attention_decode.cu): per query row, head and split, an fp32
-// partial output (head_dim) and its log-sum-exp. Re-stated here because that header needs CUDA.
-size_t decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits) {
-  if (num_splits <= 1 || total_q <= 0) return 0;
-  const size_t items = static_cast<size_t>(total_q) * q_heads * num_splits;
-  return items * head_dim * sizeof(float) + items * sizeof(float);
-}
 
 }  // namespace
 
@@ -55,49 +39,17 @@ GpuMemoryPlan plan_gpu_memory(const Config& c, const BackendOptions& o, LmHeadSt
   p.config = c;
   p.options = o;
   p.lm_head = lm_head;
-
-  // Geometry: CudaBackend::make_kv and the constructor.
-  const int block_size = std::max(1, o.kv_block_size);
-  const int context = o.max_context > 0 ? o.max_context : c.max_position_embeddings;
-  const int blocks_per_seq = (context + block_size - 1) / block_size;
-  const int seqs = std::max(1, o.max_sequences);
-  p.kv_blocks = o.kv_blocks > 0 ? o.kv_blocks : blocks_per_seq * seqs;
-  p.max_context = blocks_per_seq * block_size;
-  p.max_sequences = seqs;
-  p.max_batch_tokens = std::max(o.max_batch_tokens > 0 ? o.max_batch_tokens : p.max_context, seqs);
-  const size_t max_logit_rows = std::max(seqs, std::min(p.max_batch_tokens, 1024));
-
-  // allocate_weights.
-  const size_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
-  const size_t q_dim = c.q_dim(), qkv_rows = q_dim + 2 * static_cast<size_t>(c.kv_dim());
-  const size_t per_layer = align_up(hidden * 2) * 2 + align_up(qkv_rows * hidden * 2) + align_up(hidden * q_dim * 2) +
-                           align_up(2 * inter * hidden * 2) + align_up(hidden * inter * 2);
-  const size_t tables = lm_head == LmHeadStorage::SharedWithEmbedding ? 1 : 2;
-  p.weights = round_to_granularity(align_up(vocab * hidden * 2) * tables + align_up(hidden * 2) +
-                                   per_layer * static_cast<size_t>(c.num_layers));
-
-  // allocate_kv_pool: K and V, bf16, per layer.
-  const size_t block_elems = static_cast<size_t>(c.num_kv_heads) * block_size * c.head_dim;
+  // The allocations themselves come from the layout the backend carves (engine/device_layout.h).
+  const DeviceLayout d = device_layout(c, o, lm_head == LmHeadStorage::SharedWithEmbedding);
+  p.max_context = d.kv.max_context;
+  p.kv_blocks = d.kv.num_blocks;
+  p.max_sequences = d.max_sequences;
+  p.max_batch_tokens = d.max_batch_tokens;
   p.kv_bytes_per_token = static_cast<size_t>(c.kv_dim()) * 2 * 2 * c.num_layers;
-  p.kv_pool = round_to_granularity(static_cast<size_t>(p.kv_blocks) * block_elems * 2 * 2 * c.num_layers);
-
-  // allocate_workspace: activations for T tokens, logits rows, per-call metadata (uploaded twice over:
-  // the carve takes align_up(meta * 4) * 2), inverse RoPE frequencies; then the sampling buffer, the
-  // decode attention partials (tensor-core kernels only: head_dim 64 or 128) and the cuBLASLt workspace.
-  // Activation and logits buffers hold gemm_rows() rows: the bucketed cuBLASLt row count.
-  const size_t T = p.max_batch_tokens, L = max_logit_rows;
-  const size_t TR = gemm_rows(p.max_batch_tokens), LR = gemm_rows(static_cast<int>(L));
-  const size_t meta = 4 * T + 2 * (static_cast<size_t>(seqs) + 1) + static_cast<size_t>(seqs) * blocks_per_seq;
-  const size_t activations = align_up(TR * hidden * 4) + align_up(TR * hidden * 2) * 2 + align_up(TR * qkv_rows * 2) +
-                             align_up(TR * q_dim * 2) + align_up(TR * 2 * inter * 2) + align_up(TR * inter * 2) +
-                             align_up(LR * hidden * 2) + align_up(LR * vocab * 4) + align_up(meta * 4) * 2 +
-                             align_up(static_cast<size_t>(c.head_dim) / 2 * 4);
-  const size_t sampling = align_up(L * sizeof(SamplingParams)) + align_up(L * sizeof(int32_t));
-  const bool fast_attention = c.head_dim == 64 || c.head_dim == 128;
-  const size_t decode = fast_attention ? decode_workspace_bytes(seqs, c.num_heads, c.head_dim, kMaxDecodeSplits) : 0;
-  p.workspace = round_to_granularity(activations) + round_to_granularity(sampling) + round_to_granularity(decode) +
-                round_to_granularity(kCublasWorkspaceBytes);
-
+  p.weights = round_to_granularity(d.weights.bytes);
+  p.kv_pool = round_to_granularity(d.kv_pool_bytes);
+  p.workspace = round_to_granularity(d.workspace.bytes) + round_to_granularity(d.decode_attention_bytes) +
+                round_to_granularity(d.cublas_workspace_bytes);
   p.reserve = kRuntimeReserveBytes;
   p.total = p.weights + p.kv_pool + p.workspace + p.reserve;
   return p;

@@ -3,8 +3,7 @@
 // first cudaMalloc, instead of failing half-way through a load. Pure host code (no CUDA): the CPU tests
 // check it with made-up free-memory figures.
 //
-// The sizes mirror engine/cuda_backend.cpp (allocate_weights, make_kv + allocate_kv_pool,
-// allocate_workspace and the buffers beside it); a change to those allocations must be made here too.
+// The sizes are those of engine/device_layout.h, the layout the CUDA backend allocates and carves.
 #pragma once
 #include <cstddef>
 
@@ -20,8 +19,8 @@ enum class LmHeadStorage { SharedWithEmbedding, Separate };
 struct GpuMemoryPlan {
   size_t weights = 0;    // one bf16 buffer, Q/K/V and gate/up fused, each tensor 256-byte aligned
   size_t kv_pool = 0;    // K and V of every layer: blocks x block_size x kv_heads x head_dim bf16
-  size_t workspace = 0;  // activations (max batch tokens), logits rows, sampling, decode attention
-                         // split-K partials, cuBLASLt workspace
+  size_t workspace = 0;  // activations (max batch tokens), logits rows, metadata, sampling; decode
+                         // attention split-KV partials; cuBLASLt workspace
   size_t reserve = 0;    // not allocated by us: kernel modules the runtime loads lazily, cuBLASLt's handle
   size_t total = 0;      // the sum, each allocation rounded up to the driver's 2 MiB granularity
 

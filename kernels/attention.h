@@ -12,6 +12,7 @@
 // A token's place in the pool is its slot, physical_block * block_size + offset_in_block (vLLM's
 // slot_mapping); a sequence's logical block b lives in physical block block_table[b].
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace fc {
@@ -59,5 +60,14 @@ struct AttentionShape {
 void attention_ref(const AttentionBatch& batch, const AttentionShape& shape, const float* q,
                    int64_t q_row_stride, const float* k_pool, const float* v_pool,
                    const PagedKVLayout& layout, float* out, int64_t out_row_stride);
+
+// Workspace bytes the split-KV decode (kernels/attention_decode.cuh) needs for its partial results:
+// total_q rows x q_heads x num_splits x (head_dim + 1) floats (output and log-sum-exp); 0 when
+// num_splits <= 1. Host code, so the device memory layout (engine/device_layout.h) can size it.
+inline size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits) {
+  if (num_splits <= 1 || total_q <= 0) return 0;
+  const size_t items = static_cast<size_t>(total_q) * q_heads * num_splits;
+  return items * head_dim * sizeof(float) + items * sizeof(float);
+}
 
 }  // namespace fc

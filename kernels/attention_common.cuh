@@ -9,10 +9,13 @@
 // never leaves registers (the FlashAttention-2 trick).
 //
 // Everything here is plain sm_80 PTX (also what runs on sm_90a): cp.async, ldmatrix, mma.sync.
+// Host side, below: the argument checks and the kernel parameters all the paged attention launchers share.
 #pragma once
 #include <cstdint>
 
 #include <cuda_bf16.h>
+
+#include "kernels/op_math.cuh"  // pack_bf16x2
 
 namespace fc::attn {
 
@@ -63,11 +66,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
 // A [rows][kHeadDim] bf16 tile in shared memory, rows of kHeadDim/8 16-byte chunks. Chunk c of row r is
 // stored at chunk position c ^ (r % 8): the 8 row addresses of one ldmatrix 8x8 matrix (same logical
 // chunk, 8 consecutive rows) then fall in 8 different 16-byte bank groups instead of one (a row is 128
@@ -109,6 +107,60 @@ __device__ __forceinline__ uint32_t opaque(uint32_t x) {
 namespace fc::attn {
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
+
+// What every paged attention kernel is given (prefill's whole parameter block; decode and generic add
+// their own fields in a derived struct). Filled in one place, attention_params, so the launchers cannot
+// disagree on a stride or the scale.
+struct AttentionParams {
+  const bf16* q;                // (total_q, q_row_stride)
+  const bf16* k_pool;           // PagedKVLayout
+  const bf16* v_pool;
+  bf16* out;                    // (total_q, out_row_stride)
+  const int32_t* cu_seqlens_q;  // (num_seqs + 1)
+  const int32_t* seq_lens;      // (num_seqs)
+  const int32_t* block_tables;  // (num_seqs, max_blocks_per_seq)
+  int64_t q_row_stride;         // elements
+  int64_t out_row_stride;       // elements
+  int64_t kv_block_stride;      // elements between physical blocks
+  int64_t kv_head_stride;       // elements between kv heads inside a block
+  int num_seqs;
+  int max_blocks_per_seq;
+  int block_size;
+  int kv_heads;
+  int group;         // q_heads / kv_heads
+  float scale_log2;  // scale * log2(e): exp(x * scale) = exp2(x * scale_log2)
+  int q_heads;
+  int head_dim;
+  float scale;       // softmax scale
+};
+
+// After the launcher's own argument checks (kv_heads > 0).
+inline AttentionParams attention_params(const AttentionBatch& batch, const AttentionShape& shape, const bf16* q,
+                                        int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool,
+                                        const PagedKVLayout& layout, bf16* out, int64_t out_row_stride) {
+  AttentionParams p{};
+  p.q = q;
+  p.k_pool = k_pool;
+  p.v_pool = v_pool;
+  p.out = out;
+  p.cu_seqlens_q = batch.cu_seqlens_q;
+  p.seq_lens = batch.seq_lens;
+  p.block_tables = batch.block_tables;
+  p.q_row_stride = q_row_stride;
+  p.out_row_stride = out_row_stride;
+  p.kv_block_stride = layout.block_stride();
+  p.kv_head_stride = layout.head_stride();
+  p.num_seqs = batch.num_seqs;
+  p.max_blocks_per_seq = batch.max_blocks_per_seq;
+  p.block_size = layout.block_size;
+  p.q_heads = shape.q_heads;
+  p.kv_heads = shape.kv_heads;
+  p.group = shape.q_heads / shape.kv_heads;
+  p.head_dim = shape.head_dim;
+  p.scale = shape.scale;
+  p.scale_log2 = shape.scale * kLog2e;
+  return p;
+}
 
 inline void check_attention_args(const char* op, const AttentionBatch& batch, const AttentionShape& shape,
                                  const void* q, int64_t q_row_stride, const void* k_pool, const void* v_pool,

@@ -30,27 +30,11 @@ namespace {
 
 using namespace fc::attn;
 
-struct DecodeParams {
-  const bf16* q;
-  const bf16* k_pool;
-  const bf16* v_pool;
-  bf16* out;
+struct DecodeParams : AttentionParams {
   float* partial_o;    // (total_q * q_heads, num_splits, head_dim), only when num_splits > 1
   float* partial_lse;  // (total_q * q_heads, num_splits), log2 domain
-  const int32_t* cu_seqlens_q;
-  const int32_t* seq_lens;
-  const int32_t* block_tables;
-  int64_t q_row_stride;
-  int64_t out_row_stride;
-  int64_t kv_block_stride;
-  int64_t kv_head_stride;
-  int max_blocks_per_seq;
-  int block_size;
-  int q_heads;
-  int group;
-  int row_tiles;   // 16-row tiles per (sequence, kv head): ceil(max_q_per_seq * group / 16)
+  int row_tiles;       // 16-row tiles per (sequence, kv head): ceil(max_q_per_seq * group / 16)
   int num_splits;
-  float scale_log2;
 };
 
 template <int kHeadDim_>
@@ -513,12 +497,6 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
   return plan;
 }
 
-size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits) {
-  if (num_splits <= 1 || total_q <= 0) return 0;
-  const size_t items = static_cast<size_t>(total_q) * q_heads * num_splits;
-  return items * head_dim * sizeof(float) + items * sizeof(float);
-}
-
 void attention_decode(const AttentionBatch& batch, int total_q, const AttentionShape& shape, const bf16* q,
                       int64_t q_row_stride, const bf16* k_pool, const bf16* v_pool, const PagedKVLayout& layout,
                       bf16* out, int64_t out_row_stride, const AttentionDecodePlan& plan, void* workspace,
@@ -530,26 +508,9 @@ void attention_decode(const AttentionBatch& batch, int total_q, const AttentionS
   }
   if (total_q < 0) fail("attention_decode: total_q {} < 0", total_q);
   if (total_q == 0 || batch.num_seqs == 0) return;
-  const int group = shape.q_heads / shape.kv_heads;
-  DecodeParams params{};
-  params.q = q;
-  params.k_pool = k_pool;
-  params.v_pool = v_pool;
-  params.out = out;
-  params.cu_seqlens_q = batch.cu_seqlens_q;
-  params.seq_lens = batch.seq_lens;
-  params.block_tables = batch.block_tables;
-  params.q_row_stride = q_row_stride;
-  params.out_row_stride = out_row_stride;
-  params.kv_block_stride = layout.block_stride();
-  params.kv_head_stride = layout.head_stride();
-  params.max_blocks_per_seq = batch.max_blocks_per_seq;
-  params.block_size = layout.block_size;
-  params.q_heads = shape.q_heads;
-  params.group = group;
-  params.row_tiles = ceil_div(plan.max_q_per_seq * group, 16);
+  DecodeParams params{attention_params(batch, shape, q, q_row_stride, k_pool, v_pool, layout, out, out_row_stride)};
+  params.row_tiles = ceil_div(plan.max_q_per_seq * params.group, 16);
   params.num_splits = plan.num_splits;
-  params.scale_log2 = shape.scale * kLog2e;
   if (static_cast<int64_t>(shape.kv_heads) * params.row_tiles > 65535 || batch.num_seqs > 65535 ||
       plan.num_splits > 65535) {
     fail("attention_decode: grid too large ({} splits, {} kv heads x {} row tiles, {} sequences)", plan.num_splits,

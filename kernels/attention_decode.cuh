@@ -41,10 +41,6 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
                                           const AttentionShape& shape, int max_splits, int num_sms = 0,
                                           int ctas_per_sm = 0);
 
-// Workspace bytes for split partials: total_q rows x q_heads x num_splits x (head_dim + 1) floats.
-// 0 when num_splits == 1.
-size_t attention_decode_workspace_bytes(int total_q, int q_heads, int head_dim, int num_splits);
-
 // batch: DEVICE pointers; total_q = cu_seqlens_q[num_seqs] (host value, sizes the merge grid).
 // q / out / pools as in attention_prefill. workspace: >= attention_decode_workspace_bytes(total_q,
 // q_heads, head_dim, plan.num_splits) bytes of device memory (may be null when num_splits == 1), its

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/op_math.cuh"
+
 namespace fc {
 namespace {
 
@@ -31,16 +33,10 @@ __global__ void embedding_kernel(const __grid_constant__ EmbeddingParams p) {
   const bf16* src = p.table + static_cast<int64_t>(id) * p.hidden;
   for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
     if constexpr (kVec == 8) {
-      const uint4 raw = reinterpret_cast<const uint4*>(src)[c];
-      const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-      float4 lo, hi;
-      float2 f;
-      f = __bfloat1622float2(h2[0]); lo.x = f.x; lo.y = f.y;
-      f = __bfloat1622float2(h2[1]); lo.z = f.x; lo.w = f.y;
-      f = __bfloat1622float2(h2[2]); hi.x = f.x; hi.y = f.y;
-      f = __bfloat1622float2(h2[3]); hi.z = f.x; hi.w = f.y;
-      reinterpret_cast<float4*>(dst)[2 * c] = lo;
-      reinterpret_cast<float4*>(dst)[2 * c + 1] = hi;
+      float f[8];
+      unpack_bf16x8(reinterpret_cast<const uint4*>(src)[c], f);
+      reinterpret_cast<float4*>(dst)[2 * c] = make_float4(f[0], f[1], f[2], f[3]);
+      reinterpret_cast<float4*>(dst)[2 * c + 1] = make_float4(f[4], f[5], f[6], f[7]);
     } else {
       dst[c] = __bfloat162float(src[c]);
     }

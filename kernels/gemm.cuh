@@ -41,6 +41,7 @@ class Gemm {
   // Builds the plan for a shape (with 256-byte aligned pointers, what cudaMalloc returns) without running it.
   void prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type);
   size_t plan_count() const { return plans_.size(); }
+  size_t workspace_bytes() const { return workspace_.bytes(); }
 
   // Start-up autotuning for one shape: times up to `candidates` of the heuristic's algorithms on the
   // caller's buffers and keeps the fastest for every later call with this shape and these alignments.

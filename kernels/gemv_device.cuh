@@ -1,6 +1,4 @@
-// Internals of fc::gemv (kernels/gemv.cuh) shared by its translation units: gemv.cu (the register and
-// per-warp bulk-copy kernels, the entry point) and gemv_coop.cu (the CTA-cooperative bulk-copy kernel).
-// Device helpers: the 16-byte loads and bf16 unpacking, the task -> weight row maps, the epilogues,
+// Internals of fc::gemv (kernels/gemv.cuh, kernels/gemv.cu). Device helpers: the 16-byte loads and bf16 unpacking, the task -> weight row maps, the epilogues,
 // the kRmsNorm staging, and the mbarrier / cp.async.bulk wrappers (sm_90; no-ops compiled for older).
 #pragma once
 #include <algorithm>
@@ -9,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/gemv.cuh"
+#include "kernels/op_math.cuh"
 
 namespace fc {
 namespace gemv_detail {
@@ -28,26 +27,7 @@ struct GemvParams {
   int tasks;
   float eps;
   GemvRope rope;
-  const uint8_t* prefetch;  // GemvArgs::prefetch
-  size_t prefetch_bytes;
-  uint64_t* trace;          // GemvArgs::trace
 };
-
-// GemvArgs::trace: thread 0 of each CTA stamps point 0 (entry; word 3: gridDim.x | %smid << 32), 1 (past the
-// wait), 2 (exit: after every thread of the CTA is done).
-__device__ __forceinline__ void trace_stamp(const GemvParams& p, int point) {
-  if (p.trace == nullptr) return;
-  if (point == 2) __syncthreads();
-  if (threadIdx.x != 0) return;
-  uint64_t ns;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
-  p.trace[blockIdx.x * 4 + point] = ns;
-  if (point == 0) {
-    uint32_t sm;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    p.trace[blockIdx.x * 4 + 3] = gridDim.x | static_cast<uint64_t>(sm) << 32;
-  }
-}
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   uint4 v;
@@ -69,33 +49,12 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 #endif
 }
 
-// GemvArgs::prefetch: once this warp's tasks are done, its share of the next kernel's first bytes into
-// L2 (cp.async.bulk.prefetch: no registers, no completion to wait for), in pieces of at most 64 KB.
-__device__ __forceinline__ void prefetch_next(const GemvParams& p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (p.prefetch_bytes == 0 || threadIdx.x % 32 != 0) return;
-  const size_t warps = static_cast<size_t>(gridDim.x) * (blockDim.x / 32);
-  const size_t share = (p.prefetch_bytes / warps + 15) / 16 * 16;
-  const size_t begin = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * share;
-  const size_t end = begin + share < p.prefetch_bytes ? begin + share : p.prefetch_bytes;
-  for (size_t at = begin; at < end; at += 65536) {
-    const uint32_t bytes = static_cast<uint32_t>(end - at < 65536 ? end - at : 65536) & ~15u;
-    if (bytes > 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p.prefetch + at), "r"(bytes) : "memory");
-  }
-#endif
-}
-
-__device__ __forceinline__ float bf_lo(uint32_t v) { return __uint_as_float(v << 16); }
-__device__ __forceinline__ float bf_hi(uint32_t v) { return __uint_as_float(v & 0xffff0000u); }
-
-__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
-  f[0] = bf_lo(v.x); f[1] = bf_hi(v.x); f[2] = bf_lo(v.y); f[3] = bf_hi(v.y);
-  f[4] = bf_lo(v.z); f[5] = bf_hi(v.z); f[6] = bf_lo(v.w); f[7] = bf_hi(v.w);
-}
+// gemv.cu's name for the shared unpack (kernels/op_math.cuh).
+__device__ __forceinline__ void unpack8(const uint4& v, float* f) { unpack_bf16x8(v, f); }
 
 __device__ __forceinline__ float dot8(const float* w, const uint4& x, float acc) {
   float xf[8];
-  unpack8(x, xf);
+  unpack_bf16x8(x, xf);
 #pragma unroll
   for (int j = 0; j < 8; ++j) acc = fmaf(w[j], xf[j], acc);
   return acc;
@@ -106,8 +65,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
-
-__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 // Row r (< R) of task t, and whether it is a real row (a task may run past out_dim; its loads are
 // clamped to row 0 and its results dropped). kSwiglu: the first R/2 rows are gate rows t*R/2 + r, the
@@ -133,22 +90,21 @@ __device__ __forceinline__ int task_row(const GemvParams& p, int t, int r, bool*
   }
 }
 
-// kRopeKV epilogue for task t of token m: both products rounded to bf16 (the QKV row rope_kv_append
-// would read), rotated in fp32 when they are a Q/K pair, stored to the row and, for K and V, the pools.
-__device__ __forceinline__ void store_rope_kv(const GemvParams& p, int t, int m, float a0, float a1) {
+// kRopeKV epilogue for task t: both products rounded to bf16 (the QKV row rope_kv_append would read),
+// rotated in fp32 when they are a Q/K pair, stored to the row and, for K and V, the pools.
+__device__ __forceinline__ void store_rope_kv(const GemvParams& p, int t, float a0, float a1) {
   const GemvRope& g = p.rope;
   const int D = g.head_dim, half = D / 2;
   const int rotated = (g.q_heads + g.kv_heads) * half;
-  float y0 = __bfloat162float(__float2bfloat16_rn(a0)), y1 = __bfloat162float(__float2bfloat16_rn(a1));
+  float y0 = round_bf16(a0), y1 = round_bf16(a1);
   int row0, row1, pool_head, d0, d1;
   bf16* pool;
   if (t < rotated) {
     const int head = t / half, i = t % half;
-    float sin_v, cos_v;
-    sincosf(static_cast<float>(g.positions[m]) * g.inv_freq[i], &sin_v, &cos_v);
+    float cos_v, sin_v;
+    rope_cos_sin(g.positions[0], g.inv_freq[i], cos_v, sin_v);
     const float x1 = y0, x2 = y1;
-    y0 = x1 * cos_v - x2 * sin_v;
-    y1 = x2 * cos_v + x1 * sin_v;
+    rope_rotate(x1, x2, cos_v, sin_v, y0, y1);
     row0 = head * D + i;
     row1 = row0 + half;
     pool = head >= g.q_heads ? g.k_pool : nullptr;
@@ -164,113 +120,79 @@ __device__ __forceinline__ void store_rope_kv(const GemvParams& p, int t, int m,
     d1 = d0 + 1;
   }
   const bf16 b0 = __float2bfloat16_rn(y0), b1 = __float2bfloat16_rn(y1);
-  bf16* out = static_cast<bf16*>(p.out) + static_cast<int64_t>(m) * p.out_dim;
+  bf16* out = static_cast<bf16*>(p.out);
   out[row0] = b0;
   out[row1] = b1;
-  const int slot = g.slot_mapping != nullptr ? g.slot_mapping[m] : -1;
+  const int64_t slot = kv_slot(g.slot_mapping, 0);
   if (pool != nullptr && slot >= 0) {
-    const int64_t base = g.layout.offset(slot, pool_head);
-    pool[base + d0] = b0;
-    pool[base + d1] = b1;
+    bf16* dst = kv_pool_row(pool, g.layout, slot, pool_head);
+    dst[d0] = b0;
+    dst[d1] = b1;
   }
 }
 
-// Task t's results (every lane holds the full sums after the butterfly): lane m writes row m's.
-template <int M, GemvOutput kOut, int R>
-__device__ __forceinline__ void store_task(const GemvParams& p, int t, int lane, const float (&acc)[R][M]) {
+// Task t's results (every lane holds the full sums after the butterfly): lane 0 writes them.
+template <GemvOutput kOut, int R>
+__device__ __forceinline__ void store_task(const GemvParams& p, int t, int lane, const float (&acc)[R]) {
+  if (lane != 0) return;
+  if constexpr (kOut == GemvOutput::kRopeKV) {
+    store_rope_kv(p, t, acc[0], acc[1]);
+  } else if constexpr (kOut == GemvOutput::kSwiglu) {
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    if (lane != m) continue;
-    if constexpr (kOut == GemvOutput::kRopeKV) {
-      store_rope_kv(p, t, m, acc[0][m], acc[1][m]);
-    } else if constexpr (kOut == GemvOutput::kSwiglu) {
-      const int cols = p.out_dim / 2;
+    for (int r = 0; r < R / 2; ++r) {
+      bool real;
+      const int row = task_row<kOut, R>(p, t, r, &real);
+      if (real) static_cast<bf16*>(p.out)[row] = __float2bfloat16_rn(silu_mul(acc[r], acc[r + R / 2]));
+    }
+  } else {
 #pragma unroll
-      for (int r = 0; r < R / 2; ++r) {
-        bool real;
-        const int row = task_row<kOut, R>(p, t, r, &real);
-        if (real) {
-          static_cast<bf16*>(p.out)[static_cast<int64_t>(m) * cols + row] =
-              __float2bfloat16_rn(silu_mul(acc[r][m], acc[r + R / 2][m]));
-        }
-      }
-    } else {
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        bool real;
-        const int row = task_row<kOut, R>(p, t, r, &real);
-        if (!real) continue;
-        const int64_t i = static_cast<int64_t>(m) * p.out_dim + row;
-        if constexpr (kOut == GemvOutput::kBf16) {
-          static_cast<bf16*>(p.out)[i] = __float2bfloat16_rn(acc[r][m]);
-        } else if constexpr (kOut == GemvOutput::kF32) {
-          static_cast<float*>(p.out)[i] = acc[r][m];
-        } else {
-          static_cast<float*>(p.out)[i] += acc[r][m];
-        }
+    for (int r = 0; r < R; ++r) {
+      bool real;
+      const int row = task_row<kOut, R>(p, t, r, &real);
+      if (!real) continue;
+      if constexpr (kOut == GemvOutput::kBf16) {
+        static_cast<bf16*>(p.out)[row] = __float2bfloat16_rn(acc[r]);
+      } else if constexpr (kOut == GemvOutput::kF32) {
+        static_cast<float*>(p.out)[row] = acc[r];
+      } else {
+        static_cast<float*>(p.out)[row] += acc[r];
       }
     }
   }
 }
 
-// A float4 of fp32 data: through L1 (kCoherent false), or from L2 only (kCoherent true) for data another
-// CTA of the same grid wrote, which L1 is not kept coherent with (the chained GEMV, gemv_chain.cu).
-template <bool kCoherent>
-__device__ __forceinline__ float4 load_f4(const float4* p) {
-  if constexpr (kCoherent) {
-    return __ldcg(p);
-  } else {
-    return *p;
-  }
-}
-
-// x rows for kRmsNorm: normalized into shared memory as bf16, (M, in_dim).
-template <int M, bool kCoherent = false>
+// x for kRmsNorm: the residual row normalized into shared memory as bf16, (in_dim).
 __device__ void stage_rmsnorm(const GemvParams& p, uint4* smem_x) {
-  __shared__ float partial[kWarps][M];
-  __shared__ float inv_rms[M];
+  __shared__ float partial[kWarps];
+  __shared__ float inv_rms;
   const int chunks = p.in_dim / 8;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float4* row = reinterpret_cast<const float4*>(p.residual + static_cast<int64_t>(m) * p.in_dim);
-    float s = 0.f;
-    for (int c = threadIdx.x; c < chunks; c += kThreads) {
-      const float4 a = load_f4<kCoherent>(row + 2 * c), b = load_f4<kCoherent>(row + 2 * c + 1);
-      s += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
-    }
-    s = warp_sum(s);
-    if (lane == 0) partial[warp][m] = s;
+  const float4* row = reinterpret_cast<const float4*>(p.residual);
+  float s = 0.f;
+  for (int c = threadIdx.x; c < chunks; c += kThreads) {
+    const float4 a = row[2 * c], b = row[2 * c + 1];
+    s += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
   }
+  s = warp_sum(s);
+  if (lane == 0) partial[warp] = s;
   __syncthreads();
-  if (threadIdx.x < M) {
+  if (threadIdx.x == 0) {
     float total = 0.f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) total += partial[w][threadIdx.x];
-    inv_rms[threadIdx.x] = rsqrtf(total / p.in_dim + p.eps);
+    for (int w = 0; w < kWarps; ++w) total += partial[w];
+    inv_rms = rms_inv(total, p.in_dim, p.eps);
   }
   __syncthreads();
   const uint4* weight = reinterpret_cast<const uint4*>(p.norm_weight);
   for (int c = threadIdx.x; c < chunks; c += kThreads) {
     float w[8];
-    unpack8(__ldg(weight + c), w);
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const float4* row = reinterpret_cast<const float4*>(p.residual + static_cast<int64_t>(m) * p.in_dim);
-      const float4 a = load_f4<kCoherent>(row + 2 * c), b = load_f4<kCoherent>(row + 2 * c + 1);
-      const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-      uint4 packed;
-      __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&packed);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        h2[j] = __floats2bfloat162_rn(w[2 * j] * (v[2 * j] * inv_rms[m]), w[2 * j + 1] * (v[2 * j + 1] * inv_rms[m]));
-      }
-      smem_x[m * chunks + c] = packed;
-    }
+    unpack_bf16x8(__ldg(weight + c), w);
+    const float4 a = row[2 * c], b = row[2 * c + 1];
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    smem_x[c] = rms_scale_bf16x8(v, inv_rms, w);
   }
   __syncthreads();
 }
-
 
 // ---- mbarrier and bulk-copy (TMA) wrappers ----
 constexpr int kBulkMaxSlots = 8;
@@ -298,14 +220,6 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
                : "memory");
-#endif
-}
-
-// A plain arrival (release at CTA scope: this thread's earlier shared-memory writes are visible to a
-// thread whose mbar_wait sees the phase complete).
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
 
@@ -354,7 +268,7 @@ __device__ __forceinline__ void fence_proxy_async() {
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 inline size_t smem_bytes(const GemvArgs& a) {
-  return a.input == GemvInput::kRmsNorm ? static_cast<size_t>(a.rows) * a.in_dim * 2 : 0;
+  return a.input == GemvInput::kRmsNorm ? static_cast<size_t>(a.in_dim) * 2 : 0;
 }
 
 // Resident CTAs per SM of `kernel` at `smem` bytes; the caller keeps the cache (one per instantiation).
@@ -379,26 +293,14 @@ int resident_ctas(Kernel kernel, int smem, int* cached_smem, int* cached_blocks)
   return *cached_blocks;
 }
 
-// GemvTuning::carveout for `kernel` when it differs from the last one set (-1 = cudaSharedmemCarveoutDefault).
-template <typename Kernel>
-void set_carveout(Kernel kernel, int carveout, int* cached) {
-  if (*cached == carveout) return;
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, carveout));
-  *cached = carveout;
-}
-
-// Ring slots a bulk-copy kernel gets for these arguments (the tuning's, fewer when the kRmsNorm rows take
-// the room), or 0 when it cannot run: no sm_90, or fewer than 2 slots fit.
-inline int bulk_slots(const GemvArgs& a, const GemvTuning& t) {
-  if (current_device_limits().cc_major < 9) return 0;
+// The bulk-copy kernel's ring: 3 slots of 4 KB per warp (measured best on an H200: fc_bench_gemv), fewer
+// when the kRmsNorm row takes the room; 0 when not even 2 fit (gemv_supported refuses then).
+constexpr int kBulkSlots = 3;
+inline int bulk_slots(const GemvArgs& a) {
   const int room = kBulkMaxSmemBytes - kBulkBarBytes - static_cast<int>(smem_bytes(a));
-  const int slots = std::min({t.slots, kBulkMaxSlots, room / (kWarps * kBulkSlotBytes)});
+  const int slots = std::min(kBulkSlots, room / (kWarps * kBulkSlotBytes));
   return slots >= 2 ? slots : 0;
 }
-
-// CTA-cooperative bulk-copy kernel (gemv_coop.cu): launches when it can take these arguments, else
-// returns false (the caller falls back).
-bool gemv_coop(const GemvArgs& a, const GemvParams& p, const GemvTuning& t, cudaStream_t stream);
 
 }  // namespace gemv_detail
 }  // namespace fc

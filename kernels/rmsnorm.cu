@@ -4,6 +4,8 @@
 // Other dims take a scalar path that reads the row twice (the second time from L1/L2).
 #include "kernels/rmsnorm.cuh"
 
+#include "kernels/op_math.cuh"
+
 namespace fc {
 namespace {
 
@@ -32,24 +34,6 @@ __device__ float block_sum(float v, float* scratch) {
   return total;
 }
 
-__device__ void unpack8(const uint4& raw, float* f) {
-  const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 t = __bfloat1622float2(h2[j]);
-    f[2 * j] = t.x;
-    f[2 * j + 1] = t.y;
-  }
-}
-
-__device__ uint4 pack8(const float* f) {
-  uint4 raw;
-  __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) h2[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-  return raw;
-}
-
 template <bool kAdd, int kChunks>
 __global__ void rmsnorm_vec_kernel(const __grid_constant__ RmsNormParams p) {
   __shared__ float scratch[32];
@@ -68,7 +52,7 @@ __global__ void rmsnorm_vec_kernel(const __grid_constant__ RmsNormParams p) {
       v[k][4] = b.x; v[k][5] = b.y; v[k][6] = b.z; v[k][7] = b.w;
       if constexpr (kAdd) {
         float x[8];
-        unpack8(reinterpret_cast<const uint4*>(p.add + row_offset)[c], x);
+        unpack_bf16x8(reinterpret_cast<const uint4*>(p.add + row_offset)[c], x);
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[k][j] += x[j];
         float4* res = reinterpret_cast<float4*>(p.residual + row_offset);
@@ -79,16 +63,14 @@ __global__ void rmsnorm_vec_kernel(const __grid_constant__ RmsNormParams p) {
       for (int j = 0; j < 8; ++j) sum_squares += v[k][j] * v[k][j];
     }
   }
-  const float inv_rms = rsqrtf(block_sum(sum_squares, scratch) / p.dim + p.eps);
+  const float inv_rms = rms_inv(block_sum(sum_squares, scratch), p.dim, p.eps);
 #pragma unroll
   for (int k = 0; k < kChunks; ++k) {
     const int c = threadIdx.x + k * blockDim.x;
     if (c < chunks) {
-      float w[8], y[8];
-      unpack8(reinterpret_cast<const uint4*>(p.weight)[c], w);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) y[j] = w[j] * (v[k][j] * inv_rms);
-      reinterpret_cast<uint4*>(p.out + row_offset)[c] = pack8(y);
+      float w[8];
+      unpack_bf16x8(reinterpret_cast<const uint4*>(p.weight)[c], w);
+      reinterpret_cast<uint4*>(p.out + row_offset)[c] = rms_scale_bf16x8(v[k], inv_rms, w);
     }
   }
 }
@@ -108,9 +90,9 @@ __global__ void rmsnorm_scalar_kernel(const __grid_constant__ RmsNormParams p) {
     }
     sum_squares += v * v;
   }
-  const float inv_rms = rsqrtf(block_sum(sum_squares, scratch) / p.dim + p.eps);
+  const float inv_rms = rms_inv(block_sum(sum_squares, scratch), p.dim, p.eps);
   for (int i = threadIdx.x; i < p.dim; i += blockDim.x) {
-    p.out[row_offset + i] = __float2bfloat16_rn(__bfloat162float(p.weight[i]) * (in[i] * inv_rms));
+    p.out[row_offset + i] = __float2bfloat16_rn(rms_scale(in[i], inv_rms, __bfloat162float(p.weight[i])));
   }
 }
 

@@ -5,6 +5,7 @@
 #include "kernels/rope.cuh"
 
 #include "core/error.h"
+#include "kernels/op_math.cuh"
 
 namespace fc {
 namespace {
@@ -30,14 +31,7 @@ struct Vec {
   float f[kVec];
   __device__ void load(const bf16* src) {
     if constexpr (kVec == 8) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(src);
-      const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 t = __bfloat1622float2(h2[j]);
-        f[2 * j] = t.x;
-        f[2 * j + 1] = t.y;
-      }
+      unpack_bf16x8(*reinterpret_cast<const uint4*>(src), f);
     } else {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) f[j] = __bfloat162float(src[j]);
@@ -45,11 +39,7 @@ struct Vec {
   }
   __device__ void store(bf16* dst) const {
     if constexpr (kVec == 8) {
-      uint4 raw;
-      __nv_bfloat162* h2 = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) h2[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-      *reinterpret_cast<uint4*>(dst) = raw;
+      *reinterpret_cast<uint4*>(dst) = pack_bf16x8(f);
     } else {
 #pragma unroll
       for (int j = 0; j < kVec; ++j) dst[j] = __float2bfloat16_rn(f[j]);
@@ -68,66 +58,60 @@ __device__ void copy_vec(const bf16* src, bf16* dst) {
   }
 }
 
-// Element offset of (slot, kv head) in a pool: PagedKVLayout::offset, spelled out for the device.
-__device__ int64_t pool_offset(const KernelParams& p, int64_t slot, int kv_head) {
-  const int64_t block = slot / p.block_size, in_block = slot % p.block_size;
-  return ((block * p.kv_heads + kv_head) * p.block_size + in_block) * p.head_dim;
-}
-
 template <int kVec, bool kRope>
 __global__ void rope_kv_kernel(const __grid_constant__ KernelParams p) {
   extern __shared__ float cos_sin[];  // [half] cos, then [half] sin; only when kRope
   const int t = blockIdx.x;
-  const int half = p.head_dim / 2;
-  const int64_t slot = p.slot_mapping != nullptr ? p.slot_mapping[t] : -1;
+  const int head_dim = p.head_dim, kv_heads = p.kv_heads;
+  const PagedKVLayout layout{p.block_size, kv_heads, head_dim};
+  const int half = head_dim / 2;
+  const int64_t slot = kv_slot(p.slot_mapping, t);
   const int64_t row = static_cast<int64_t>(t) * p.row_stride;
-  const int vecs_per_head = p.head_dim / kVec;
+  const int vecs_per_head = head_dim / kVec;
 
   if constexpr (kRope) {
-    const float pos = static_cast<float>(p.positions[t]);
+    const int32_t position = p.positions[t];
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-      // Same fp32 product as the CPU reference; sincosf (not __sincosf) is accurate for |angle| ~ 1e5.
-      sincosf(pos * p.inv_freq[i], &cos_sin[half + i], &cos_sin[i]);
+      rope_cos_sin(position, p.inv_freq[i], cos_sin[i], cos_sin[half + i]);
     }
     __syncthreads();
     const int vecs_per_half = half / kVec;
-    const int rope_items = (p.q_heads + p.kv_heads) * vecs_per_half;
+    const int rope_items = (p.q_heads + kv_heads) * vecs_per_half;
     for (int it = threadIdx.x; it < rope_items; it += blockDim.x) {
       const int head = it / vecs_per_half;
       const int i0 = (it % vecs_per_half) * kVec;
       const bool is_k = head >= p.q_heads;
-      bf16* x = is_k ? p.k + row + static_cast<int64_t>(head - p.q_heads) * p.head_dim
-                     : p.q + row + static_cast<int64_t>(head) * p.head_dim;
+      bf16* x = is_k ? p.k + row + static_cast<int64_t>(head - p.q_heads) * head_dim
+                     : p.q + row + static_cast<int64_t>(head) * head_dim;
       Vec<kVec> x1, x2, y1, y2;
       x1.load(x + i0);
       x2.load(x + i0 + half);
 #pragma unroll
       for (int j = 0; j < kVec; ++j) {
-        const float c = cos_sin[i0 + j], s = cos_sin[half + i0 + j];
-        y1.f[j] = x1.f[j] * c - x2.f[j] * s;
-        y2.f[j] = x2.f[j] * c + x1.f[j] * s;
+        rope_rotate(x1.f[j], x2.f[j], cos_sin[i0 + j], cos_sin[half + i0 + j], y1.f[j], y2.f[j]);
       }
       y1.store(x + i0);
       y2.store(x + i0 + half);
       if (is_k && slot >= 0) {
-        bf16* dst = p.k_pool + pool_offset(p, slot, head - p.q_heads);
+        bf16* dst = kv_pool_row(p.k_pool, layout, slot, head - p.q_heads);
         y1.store(dst + i0);
         y2.store(dst + i0 + half);
       }
     }
   } else if (slot >= 0) {
-    const int k_items = p.kv_heads * vecs_per_head;
+    const int k_items = kv_heads * vecs_per_head;
     for (int it = threadIdx.x; it < k_items; it += blockDim.x) {
       const int h = it / vecs_per_head, d0 = (it % vecs_per_head) * kVec;
-      copy_vec<kVec>(p.k + row + static_cast<int64_t>(h) * p.head_dim + d0,
-                     p.k_pool + pool_offset(p, slot, h) + d0);
+      copy_vec<kVec>(p.k + row + static_cast<int64_t>(h) * head_dim + d0,
+                     kv_pool_row(p.k_pool, layout, slot, h) + d0);
     }
   }
   if (slot < 0) return;
-  const int v_items = p.kv_heads * vecs_per_head;
+  const int v_items = kv_heads * vecs_per_head;
   for (int it = threadIdx.x; it < v_items; it += blockDim.x) {
     const int h = it / vecs_per_head, d0 = (it % vecs_per_head) * kVec;
-    copy_vec<kVec>(p.v + row + static_cast<int64_t>(h) * p.head_dim + d0, p.v_pool + pool_offset(p, slot, h) + d0);
+    copy_vec<kVec>(p.v + row + static_cast<int64_t>(h) * head_dim + d0,
+                   kv_pool_row(p.v_pool, layout, slot, h) + d0);
   }
 }
 

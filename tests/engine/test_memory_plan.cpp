@@ -1,6 +1,8 @@
-// The up-front GPU memory check (engine/memory_plan.h) with made-up free-memory figures for the shapes of
-// configs/llama-3.1-8b.json and llama-3.2-1b.json: what fits, what is refused, with which numbers, and
-// that a suggested --max-context or sequence count really fits.
+// The device memory layout (engine/device_layout.h) and the up-front GPU memory check built on it
+// (engine/memory_plan.h), with made-up free-memory figures for the shapes of configs/llama-3.1-8b.json and
+// llama-3.2-1b.json: what fits, what is refused, with which numbers, and that a suggested --max-context
+// or sequence count really fits. The GPU suite checks that a CUDA backend holds exactly the layout's
+// allocations (tests/gpu/test_backend_memory.cpp).
 #include <catch2/catch.hpp>
 
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "engine/device_layout.h"
 #include "engine/memory_plan.h"
 #include "model/config.h"
 
@@ -58,7 +61,49 @@ constexpr double kGiB = 1073741824.0;
 
 }  // namespace
 
-TEST_CASE("memory plan of LLaMA 3.1 8B: the sizes the CUDA backend allocates", "[memory_plan]") {
+TEST_CASE("the memory plan is the device layout's allocations, each rounded to the driver's granularity",
+          "[memory_plan]") {
+  constexpr size_t kGranularity = size_t{2} << 20;
+  auto rounded = [&](size_t bytes) { return (bytes + kGranularity - 1) / kGranularity * kGranularity; };
+  for (const char* name : {"llama-3.1-8b", "llama-3.2-1b"}) {
+    for (const auto& [context, seqs] : {std::pair{8192, 1}, std::pair{4096, 32}, std::pair{1000, 3}}) {
+      INFO(name << " context " << context << " sequences " << seqs);
+      const Config c = shape(name);
+      const BackendOptions o = options(context, seqs);
+      for (bool tied : {false, true}) {
+        const DeviceLayout d = device_layout(c, o, tied);
+        const GpuMemoryPlan p =
+            plan_gpu_memory(c, o, tied ? LmHeadStorage::SharedWithEmbedding : LmHeadStorage::Separate);
+        size_t sum = 0;
+        for (const DeviceLayout::Allocation& a : d.allocations()) sum += rounded(a.bytes);
+        CHECK(p.total - p.reserve == sum);
+        CHECK(p.weights == rounded(d.weights.bytes));
+        CHECK(p.kv_pool == rounded(d.kv_pool_bytes));
+        CHECK(p.max_context == d.kv.max_context);
+        CHECK(p.kv_blocks == d.kv.num_blocks);
+        // Every carved tensor lies inside its allocation, 256-byte aligned, in order without overlap.
+        const WeightOffsets& w = d.weights;
+        std::vector<size_t> starts = {w.embed, w.final_norm};
+        if (!tied) starts.push_back(w.lm_head);
+        for (const WeightOffsets::Layer& L : w.layers) {
+          starts.insert(starts.end(), {L.attn_norm, L.wqkv, L.wo, L.mlp_norm, L.w_gate_up, L.w_down});
+        }
+        CHECK(w.layers.size() == size_t(c.num_layers));
+        CHECK((tied ? w.lm_head == w.embed : w.lm_head != w.embed));
+        for (size_t at : starts) CHECK((at % 256 == 0 && at < w.bytes));
+        const size_t last = w.layers.back().w_down + size_t(c.hidden_size) * c.intermediate_size * 2;
+        CHECK(last <= w.bytes);
+        const WorkspaceOffsets& ws = d.workspace;
+        CHECK(ws.sample_ids + d.max_logit_rows * 4 <= ws.bytes);
+        CHECK(ws.meta_count == 4 * size_t(d.max_batch_tokens) + 2 * (size_t(seqs) + 1) +
+                                   size_t(seqs) * d.kv.blocks_per_seq);
+        CHECK(d.kv_pool_bytes == size_t(d.kv.num_blocks) * d.kv.block_size * c.kv_dim() * 2 * 2 * c.num_layers);
+      }
+    }
+  }
+}
+
+TEST_CASE("memory plan of LLaMA 3.1 8B", "[memory_plan]") {
   const Config c = shape("llama-3.1-8b");
   const GpuMemoryPlan p = plan_gpu_memory(c, options(8192, 1));
   // bf16 weights: 2 bytes per parameter (plus alignment and the fused layout's rounding, < 0.1%).
@@ -138,7 +183,7 @@ TEST_CASE("check_fits_gpu: the other refusals", "[memory_plan]") {
   SECTION("one sequence whose context does not fit: no sequence count to suggest") {
     const std::string msg = refusal(plan_gpu_memory(c, options(131072, 1)), 40, 40);
     CHECK_THAT(msg, StartsWith("not enough GPU memory: 1 sequence x 131072 tokens of KV cache need 17.18 GB"));
-    CHECK_THAT(msg, EndsWith("; use a smaller --max-context (largest that fits: 84800 tokens)"));
+    CHECK_THAT(msg, EndsWith("; use a smaller --max-context (largest that fits: 84816 tokens)"));
   }
   SECTION("an explicit KV pool: fewer blocks") {
     BackendOptions o = options(8192, 1);

@@ -69,9 +69,14 @@ bool GuardedBuffer::sentinel_intact() const {
 }
 
 CompareResult compare(const std::vector<float>& got, const std::vector<float>& ref, double atol, double rtol) {
+  return compare(got, ref, std::vector<double>(ref.size(), atol), rtol);
+}
+
+CompareResult compare(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& atol,
+                      double rtol) {
   CompareResult r;
-  if (got.size() != ref.size()) {
-    r.summary = fmt::format("size mismatch: got {} ref {}", got.size(), ref.size());
+  if (got.size() != ref.size() || atol.size() != ref.size()) {
+    r.summary = fmt::format("size mismatch: got {} ref {} atol {}", got.size(), ref.size(), atol.size());
     r.bad = ref.size() + 1;
     return r;
   }
@@ -80,7 +85,7 @@ CompareResult compare(const std::vector<float>& got, const std::vector<float>& r
     const double a = got[i], b = ref[i];
     const double diff = std::fabs(a - b);
     const bool finite = std::isfinite(a);
-    if (!finite || diff > atol + rtol * std::fabs(b)) {
+    if (!finite || diff > atol[i] + rtol * std::fabs(b)) {
       if (r.bad == 0) r.first_bad = i;
       ++r.bad;
     }

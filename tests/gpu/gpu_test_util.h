@@ -53,5 +53,8 @@ struct CompareResult {
   std::string summary;     // one line for the test log
 };
 CompareResult compare(const std::vector<float>& got, const std::vector<float>& ref, double atol, double rtol);
+// The same with an absolute tolerance per element.
+CompareResult compare(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<double>& atol,
+                      double rtol);
 
 }  // namespace fc::test

@@ -1,6 +1,9 @@
 // kernels/attention_decode.cu (split-KV flash decoding + merge) against fc::attention_ref (see
 // attention_test_case.h for the traps and the tolerance). The split workspace is NaN-poisoned before
-// every run: a merge that touched an empty split's partial output would turn the result NaN.
+// every run: a merge that touched an empty split's partial output would turn the result NaN. Every case
+// runs both launch paths of the plan (ctas_per_sm 0: the kernel's occupancy; 1: one CTA per SM, the
+// engine's single-sequence choice, launched with one_per_sm's larger shared memory) on every run, each on
+// fresh random inputs.
 #include <catch2/catch.hpp>
 
 #include "kernels/attention_decode.cuh"
@@ -11,13 +14,16 @@ namespace {
 
 constexpr int kMaxSplits = 64;
 
-// num_splits <= 0: let the plan choose from the lengths and the device's SM count.
-void run_decode_case(std::mt19937& rng, int q_heads, int kv_heads, int head_dim, int block_size,
+// The plan's two launch paths; each test case GENERATEs over both so every run checks both.
+constexpr int kOccupancyCtas = 0;  // ctas_per_sm 0: the kernel's occupancy (2 CTAs per SM; batches)
+constexpr int kOneCtaPerSm = 1;    // one CTA per SM (single-sequence decode in the engine)
+
+// num_splits <= 0: let the plan choose from the lengths and the device's SM count. ctas_per_sm: one of
+// the two above.
+void run_decode_case(std::mt19937& rng, int ctas_per_sm, int q_heads, int kv_heads, int head_dim, int block_size,
                      const std::vector<int>& seq_lens, int n_q, int num_splits) {
   const std::vector<int> n_qs(seq_lens.size(), n_q);
   AttentionCase c = make_attention_case(rng, q_heads, kv_heads, head_dim, block_size, seq_lens, n_qs);
-  // The plan for one CTA per SM (the engine's) on odd seeds, the kernel's occupancy on even ones.
-  const int ctas_per_sm = rng() % 2 == 0 ? 0 : 1;
   AttentionDecodePlan plan =
       attention_decode_plan(c.seq_lens.data(), c.num_seqs(), n_q, c.shape(), kMaxSplits, 0, ctas_per_sm);
   if (num_splits > 0) plan.num_splits = num_splits;
@@ -43,38 +49,42 @@ TEST_CASE("attention_decode matches attention_ref", "[gpu][attention]") {
   const auto heads = GENERATE(std::make_pair(4, 4), std::make_pair(8, 2), std::make_pair(16, 2));
   // 1: unsplit; 3 and 7: forced (7 leaves short sequences with empty splits); 0: the plan's choice.
   const int num_splits = GENERATE(1, 3, 7, 0);
+  const int ctas_per_sm = GENERATE(kOccupancyCtas, kOneCtaPerSm);
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_decode_case(rng, heads.first, heads.second, head_dim, block_size,
+  run_decode_case(rng, ctas_per_sm, heads.first, heads.second, head_dim, block_size,
                   {1, 3, 54, 97, 129, 257, 16, 17, 64, 65, 1000, 2049}, 1, num_splits);
 }
 
 TEST_CASE("attention_decode long single sequence, split by the plan", "[gpu][attention]") {
+  const int ctas_per_sm = GENERATE(kOccupancyCtas, kOneCtaPerSm);
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_decode_case(rng, 32, 8, 128, 16, {8191}, 1, 0);
-  run_decode_case(rng, 32, 8, 128, 1, {4097}, 1, 0);
+  run_decode_case(rng, ctas_per_sm, 32, 8, 128, 16, {8191}, 1, 0);
+  run_decode_case(rng, ctas_per_sm, 32, 8, 128, 1, {4097}, 1, 0);
 }
 
 TEST_CASE("attention_decode with a few query rows per sequence", "[gpu][attention]") {
+  const int num_splits = GENERATE(1, 5);
+  const int ctas_per_sm = GENERATE(kOccupancyCtas, kOneCtaPerSm);
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  const int num_splits = GENERATE(1, 5);
-  run_decode_case(rng, 8, 2, 128, 16, {3, 54, 257, 1000}, 2, num_splits);   // 8 packed rows
-  run_decode_case(rng, 16, 2, 64, 16, {4, 97, 513}, 3, num_splits);        // 24 rows: two row tiles
-  run_decode_case(rng, 4, 4, 128, 1, {5, 129, 300}, 4, num_splits);        // MHA, 4 rows
+  run_decode_case(rng, ctas_per_sm, 8, 2, 128, 16, {3, 54, 257, 1000}, 2, num_splits);  // 8 packed rows
+  run_decode_case(rng, ctas_per_sm, 16, 2, 64, 16, {4, 97, 513}, 3, num_splits);       // 24 rows: two row tiles
+  run_decode_case(rng, ctas_per_sm, 4, 4, 128, 1, {5, 129, 300}, 4, num_splits);       // MHA, 4 rows
 }
 
 TEST_CASE("attention_decode quick", "[gpu][attention][quick]") {
+  const int ctas_per_sm = GENERATE(kOccupancyCtas, kOneCtaPerSm);
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_decode_case(rng, 8, 2, 128, 16, {1, 97, 300}, 1, 1);
-  run_decode_case(rng, 8, 2, 128, 16, {1, 97, 300}, 1, 4);
-  run_decode_case(rng, 8, 4, 64, 1, {33, 200}, 2, 3);
+  run_decode_case(rng, ctas_per_sm, 8, 2, 128, 16, {1, 97, 300}, 1, 1);
+  run_decode_case(rng, ctas_per_sm, 8, 2, 128, 16, {1, 97, 300}, 1, 4);
+  run_decode_case(rng, ctas_per_sm, 8, 4, 64, 1, {33, 200}, 2, 3);
 }
 
 TEST_CASE("attention_decode_plan splits only when the batch cannot fill the GPU", "[gpu][attention]") {

@@ -242,8 +242,12 @@ TEST_CASE("sample_ref's distribution is HF's warper chain", "[gpu][sampling][ref
       int set_mismatches = 0;
       for (int i = 0; i < vocab; ++i) {
         const double ours = static_cast<double>(ref.weights[i]) / static_cast<double>(ref.total);
-        // Tokens below 2^-32 of the top one weigh 0 by definition: the same set otherwise.
-        if ((ours > 0) != (hf[i] > 0) && hf[i] > 1e-9) ++set_mismatches;
+        // The same kept set both ways: a token we keep (weight >= 1, so e_i >= 2^-32) that HF filtered out
+        // is always a mismatch, however unlikely (the value check below lets through up to 1e-6); a token
+        // HF keeps that we give weight 0 is one only above 1e-9 (below 2^-32 of the top one weighs 0 by
+        // definition, and HF's renormalised p_i <= e_i).
+        if (ours > 0 && hf[i] == 0) ++set_mismatches;
+        if (ours == 0 && hf[i] > 1e-9) ++set_mismatches;
         max_err = std::max(max_err, std::fabs(ours - hf[i]));
         CHECK(std::fabs(ours - hf[i]) <= 1e-6 + 1e-5 * hf[i]);
       }
@@ -361,41 +365,6 @@ TEST_CASE("repetition_penalty applies HF's rule once per distinct id", "[gpu][sa
     INFO(r.summary);
     CHECK(r.ok);
     CHECK(d_logits.sentinel_intact());
-  }
-}
-
-TEST_CASE("sampler timing at the LLaMA 3 vocabulary (informational)", "[gpu][sampling][timing]") {
-  std::mt19937 rng(fresh_seed());
-  const int vocab = 128256;
-  for (int rows : {1, 32}) {
-    std::vector<float> logits;
-    for (int r = 0; r < rows; ++r) {
-      const std::vector<float> row = make_logits(vocab, Logits::kPeaked, rng);
-      logits.insert(logits.end(), row.begin(), row.end());
-    }
-    GuardedBuffer d_logits = upload(logits);
-    GuardedBuffer d_ids(rows * sizeof(int32_t));
-    cudaEvent_t start, stop;
-    CUDA_CHECK(cudaEventCreate(&start));
-    CUDA_CHECK(cudaEventCreate(&stop));
-    for (const SamplingParams& base : param_sets()) {
-      std::vector<SamplingParams> params(rows, base);
-      GuardedBuffer d_params = upload(params);
-      const int reps = 20;
-      sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(), d_ids.as<int32_t>(), nullptr);
-      CUDA_CHECK(cudaEventRecord(start));
-      for (int i = 0; i < reps; ++i) {
-        sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(), d_ids.as<int32_t>(), nullptr);
-      }
-      CUDA_CHECK(cudaEventRecord(stop));
-      CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      std::printf("[sampling] vocab %d rows %2d T %.2g top_k %4d top_p %.2g min_p %.2g: %7.1f us per launch\n", vocab,
-                  rows, base.temperature, base.top_k, base.top_p, base.min_p, 1000.0 * ms / reps);
-    }
-    CUDA_CHECK(cudaEventDestroy(start));
-    CUDA_CHECK(cudaEventDestroy(stop));
   }
 }
 
