@@ -1,5 +1,6 @@
-// Internals of fc::gemv (kernels/gemv.cuh, kernels/gemv.cu). Device helpers: the 16-byte loads and bf16 unpacking, the task -> weight row maps, the epilogues,
-// the kRmsNorm staging, and the mbarrier / cp.async.bulk wrappers (sm_90; no-ops compiled for older).
+// Internals of fc::gemv (kernels/gemv.cuh, kernels/gemv.cu). Device helpers: the 16-byte loads, the
+// task -> weight row maps, the epilogues, the kRmsNorm staging (the shared math of kernels/op_math.cuh),
+// and the mbarrier / cp.async.bulk wrappers (sm_90; no-ops compiled for older targets).
 #pragma once
 #include <algorithm>
 #include <cmath>

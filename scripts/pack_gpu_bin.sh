@@ -30,7 +30,7 @@ for f in "$build/flashcore" "$build/tests/gpu/fc_gpu_tests" "$build"/fc_bench_* 
   [[ -x $f ]] && { strip -o "$out/$(basename "$f")" "$f"; exes+=("$f"); }
 done
 for lib in libspdlog.so.1.10 libfmt.so.9 libsentencepiece.so.0; do
-  path=$(ldd "${exes[@]}" 2>/dev/null | awk -v lib="$lib" '$1 == lib && $3 ~ /^\// { print $3; exit }')
+  path=$(ldd "${exes[@]}" 2>/dev/null | awk -v lib="$lib" '$1 == lib && $3 ~ /^\//  && !found { print $3; found = 1 }')
   if [[ -n $path ]]; then cp -L "$path" "$out/"; else echo "note: $lib: not linked by these executables"; fi
 done
 echo "build $build, commit $(git describe --always --dirty 2>/dev/null || echo unknown), packed $(date -u '+%F %T') UTC" \
