@@ -10,11 +10,26 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "engine/backend.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"FlashCore: LLaMA-family inference on NVIDIA GPUs (and a CPU reference path)"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "flashcore 0.1.0");
+  // --version: the release, the commit it was configured at, the CUDA build and, with a GPU, the kernel
+  // paths this binary takes on it (chosen by what it carries for that GPU: kernels/arch.h).
+  app.add_flag_callback(
+      "--version",
+      [] {
+        std::printf("flashcore %s (commit %s)\n%s\n", FC_VERSION, FC_GIT_COMMIT, fc::cuda_build_info().c_str());
+        try {
+          const std::string paths = fc::cuda_kernel_paths();
+          std::printf("%s\n", paths.empty() ? "no CUDA GPU found" : ("GPU 0: " + paths).c_str());
+        } catch (const fc::Error& e) {
+          std::printf("GPU 0: %s\n", e.what());
+        }
+        throw CLI::Success();
+      },
+      "print the version, the CUDA build and the kernel paths taken on this GPU, then exit");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

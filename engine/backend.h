@@ -86,4 +86,12 @@ std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const B
 std::unique_ptr<Backend> make_synthetic_cuda_backend(const Config& config, uint64_t seed, const BackendOptions& options);
 std::unique_ptr<Backend> make_backend(DeviceKind device, const Checkpoint& checkpoint, const BackendOptions& options);
 
+// The CUDA toolkit this build used and the GPU code it carries ("CUDA 13.0, GPU code: sm_80, sm_90a"), or
+// that it has no CUDA backend.
+std::string cuda_build_info();
+// The kernel paths the CUDA backend takes on the current GPU, chosen by what the build carries for it
+// ("NVIDIA H200 (sm_90): prefill attention wgmma, decode GEMV bulk copy + registers, PDL"); "" when there
+// is no GPU (or no CUDA backend).
+std::string cuda_kernel_paths();
+
 }  // namespace fc

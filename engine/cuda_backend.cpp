@@ -14,6 +14,7 @@
 #include "engine/batch_plan.h"
 #include "engine/cuda_parts.h"
 #include "engine/memory_plan.h"
+#include "kernels/attention_prefill.cuh"
 #include "kernels/sampling.cuh"
 
 namespace fc {
@@ -221,6 +222,22 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+std::string cuda_build_info() {
+  return fmt::format("CUDA {}.{}, GPU code: {}", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10,
+                     cuda_build_targets());
+}
+
+std::string cuda_kernel_paths() {
+  if (cuda_device_count() == 0) return "";
+  const DeviceLimits& d = current_device_limits();
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return fmt::format("{} (sm_{}{}): prefill attention {}, decode GEMV {}, {}", prop.name, d.cc_major, d.cc_minor,
+                     attention_prefill_wgmma_available(128) ? "wgmma" : "mma.sync",
+                     gemv_bulk_copy_available() ? "bulk copy + registers" : "registers",
+                     d.pdl ? "programmatic dependent launch" : "no programmatic dependent launch");
+}
 
 std::unique_ptr<Backend> make_cuda_backend(const Checkpoint& checkpoint, const BackendOptions& options) {
   return std::make_unique<CudaBackend>(checkpoint.config, &checkpoint, 0, options);

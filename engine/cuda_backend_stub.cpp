@@ -12,4 +12,8 @@ std::unique_ptr<Backend> make_synthetic_cuda_backend(const Config&, uint64_t, co
   fail("--synthetic needs the CUDA backend: this flashcore was built without CUDA");
 }
 
+std::string cuda_build_info() { return "no CUDA backend (nvcc was not found at configure time)"; }
+
+std::string cuda_kernel_paths() { return ""; }
+
 }  // namespace fc

@@ -10,6 +10,7 @@
 // like the mma.sync path, into 128B-swizzled operand tiles (attention_wgmma.cuh), 3 stages deep.
 #include <cfloat>
 
+#include "kernels/arch.h"
 #include "kernels/attention_prefill_common.cuh"
 #include "kernels/attention_wgmma.cuh"
 
@@ -230,16 +231,17 @@ template <int kHeadDim>
 bool prefill_wgmma_usable() {
   using T = PrefillWgmmaTraits<kHeadDim>;
   static const bool usable = [] {
-    int device = 0, major = 0, minor = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    if (major != 9 || minor != 0) return false;
-    // The device runs sm_90 machine code only if this build compiled the kernel for sm_90a (the sm_80
-    // fallback machine code would also load on a Hopper GPU, and there the kernel body is a trap).
+    // Decided by what this binary carries for the GPU (kernels/arch.h), not its compute capability alone:
+    // an sm_80 image (machine code, or compute_80 PTX JIT-compiled here) loads on a Hopper GPU too, and
+    // there the kernel body is a trap.
     cudaFuncAttributes attributes{};
-    CUDA_CHECK(cudaFuncGetAttributes(&attributes, attention_prefill_wgmma_kernel<T>));
-    if (attributes.binaryVersion != 90) return false;
+    if (cudaFuncGetAttributes(&attributes, attention_prefill_wgmma_kernel<T>) != cudaSuccess) {
+      (void)cudaGetLastError();  // no image for this GPU
+      return false;
+    }
+    if (!hopper_code_runs(current_device_limits().cc_major, {attributes.ptxVersion, attributes.binaryVersion})) {
+      return false;
+    }
     CUDA_CHECK(cudaFuncSetAttribute(attention_prefill_wgmma_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     T::kSmemBytes));
     return true;

@@ -2,10 +2,46 @@
 #include "kernels/cuda_utils.cuh"
 
 #include <mutex>
+#include <string>
 
 namespace fc {
 
+namespace {
+
+// "NVIDIA H200 (sm_90)" of the device current_device_limits() last described, for error messages (set
+// before any kernel runs; read without a CUDA call, which could fail again after a launch failure).
+std::string& described_device() {
+  static std::string name;
+  return name;
+}
+
+// Errors that mean a kernel could not run on this GPU as built: no image for it, PTX the driver cannot
+// compile, or a kernel that died (a Hopper-only body compiled out traps rather than return garbage).
+bool kernel_image_error(cudaError_t status) {
+  return status == cudaErrorNoKernelImageForDevice || status == cudaErrorInvalidDeviceFunction ||
+         status == cudaErrorUnsupportedPtxVersion || status == cudaErrorInvalidPtx ||
+         status == cudaErrorLaunchFailure || status == cudaErrorIllegalInstruction;
+}
+
+// An sm_90 probe: whether the image loaded for this GPU carries the griddepcontrol instructions PDL needs.
+__global__ void pdl_probe_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+}  // namespace
+
+const char* cuda_build_targets() { return FC_CUDA_TARGETS; }
+
 void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
+  if (kernel_image_error(status) && !described_device().empty()) {
+    fail("CUDA error {} ({}) in {} at {}:{}: the CUDA kernels in this build ({}) may not support {}; rebuild with "
+         "-DFC_CUDA_ARCHS= naming this GPU's architecture (90a for H100/H200, 80 for A100, 86 / 89 for RTX 30xx "
+         "/ 40xx and L4)",
+         cudaGetErrorName(status), cudaGetErrorString(status), call, file, line, cuda_build_targets(),
+         described_device());
+  }
   fail("CUDA error {} ({}) in {} at {}:{}", cudaGetErrorName(status), cudaGetErrorString(status), call, file,
        line);
 }
@@ -76,7 +112,15 @@ const DeviceLimits& current_device_limits() {
     DeviceLimits& d = infos[device];
     CUDA_CHECK(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
     CUDA_CHECK(cudaDeviceGetAttribute(&d.cc_major, cudaDevAttrComputeCapabilityMajor, device));
-    d.pdl = d.cc_major >= 9;
+    CUDA_CHECK(cudaDeviceGetAttribute(&d.cc_minor, cudaDevAttrComputeCapabilityMinor, device));
+    cudaDeviceProp prop{};
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    described_device() = fmt::format("{} (sm_{}{})", prop.name, d.cc_major, d.cc_minor);
+    cudaFuncAttributes probe{};
+    if (cudaFuncGetAttributes(&probe, pdl_probe_kernel) != cudaSuccess) {
+      (void)cudaGetLastError();  // no image for this GPU: nothing of ours will run (said at the first launch)
+    }
+    d.pdl = d.cc_major >= 9 && probe.ptxVersion >= 90 && probe.binaryVersion >= 90;
   });
   return infos[device];
 }

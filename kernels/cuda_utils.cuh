@@ -93,10 +93,16 @@ int cuda_device_count();
 // call on every launch (the decode loop does, between graph replays).
 struct DeviceLimits {
   int sms = 0;       // multiprocessors
-  int cc_major = 0;  // compute capability major
-  bool pdl = false;  // programmatic dependent launch (sm_90+)
+  int cc_major = 0;  // compute capability
+  int cc_minor = 0;
+  // Programmatic dependent launch: an sm_90+ GPU and kernels compiled from sm_90 source for it (a
+  // compute_80 image has no griddepcontrol: its kernels would neither wait nor let the next one in).
+  bool pdl = false;
 };
 const DeviceLimits& current_device_limits();
+
+// The GPU code this binary carries, as built (e.g. "sm_90a", "sm_80 sm_90a", "compute_80 (PTX)").
+const char* cuda_build_targets();
 
 // A launch configuration with programmatic stream serialization (PDL) when `pdl` and the device has it:
 // the kernel may start while the previous kernel on the stream drains, and must griddepcontrol.wait

@@ -11,6 +11,7 @@
 // Numerics. Products and sums in fp32 (bf16 -> fp32 is exact); the per-lane partial sums are reduced by
 // a fixed xor butterfly, so results are deterministic. x for kRmsNorm is the bf16 row fc::rmsnorm would
 // write (same formula, w * (x * rsqrt(mean(x^2) + eps)), one rounding).
+#include "kernels/arch.h"
 #include "kernels/gemv_device.cuh"
 
 namespace fc {
@@ -250,9 +251,9 @@ void dispatch_output(const GemvArgs& a, const GemvParams& p, cudaStream_t s) {
   }
 }
 
-// Whether the bulk-copy kernel was compiled for this GPU: an sm_90 binary, or PTX of compute_90 or later
-// JIT-compiled for it. PTX of an older target JIT-compiles too, but with the kernel's body compiled out.
-bool bulk_kernel_compiled_for_device() {
+// Whether the bulk-copy kernel runs here with its sm_90 body (kernels/arch.h): PTX of an older target
+// JIT-compiles for a Hopper GPU too, but with the body compiled out.
+bool bulk_kernel_runs_here() {
   cudaFuncAttributes attributes{};
   const cudaError_t status =
       cudaFuncGetAttributes(&attributes, gemv_bulk_kernel<GemvInput::kRmsNorm, GemvOutput::kRopeKV, 2, 4>);
@@ -260,7 +261,7 @@ bool bulk_kernel_compiled_for_device() {
     (void)cudaGetLastError();  // no image for this device: not an error of ours, just unavailable
     return false;
   }
-  return attributes.ptxVersion >= 90 && attributes.binaryVersion >= 90;
+  return hopper_code_runs(current_device_limits().cc_major, {attributes.ptxVersion, attributes.binaryVersion});
 }
 
 }  // namespace
@@ -271,7 +272,7 @@ bool gemv_bulk_copy_available() {
   int current = 0;
   CUDA_CHECK(cudaGetDevice(&current));
   if (current != device) {
-    available = current_device_limits().cc_major >= 9 && bulk_kernel_compiled_for_device();
+    available = bulk_kernel_runs_here();
     device = current;
   }
   return available;
