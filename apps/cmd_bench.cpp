@@ -24,6 +24,7 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/model_shapes.h"
 #include "core/error.h"
 #include "engine/bench.h"
 #include "model/llama_weights.h"
@@ -74,22 +75,9 @@ double ms_since(Clock::time_point t0) {
 }
 
 Config synthetic_config(const std::string& name) {
-  // A name from configs/ (the checked-in hub config.json files), or a path to such a file.
-  std::string path = name;
-  if (!file_exists(path)) path = std::string(FC_CONFIGS_DIR) + "/" + name + ".json";
-  if (!file_exists(path)) path = "configs/" + name + ".json";
-  if (!file_exists(path)) {
-    fail("--synthetic {}: no such config (expected configs/{}.json: llama-3.1-8b, llama-3.2-1b, llama-3.2-3b)",
-         name, name);
-  }
-  std::ifstream in(path);
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON ({})", path, e.what());
-  }
-  return parse_config(j, path);
+  // A shape built into the binary (configs/NAME.json at build time: apps/model_shapes.h), or a path to a
+  // hub config.json. Names never read the file system, so this works from any directory and installed.
+  return load_model_shape(name, "--synthetic").config;
 }
 
 std::vector<int32_t> random_tokens(int count, int vocab, std::mt19937_64& rng) {
@@ -291,7 +279,15 @@ int run_bench(const BenchOptions& o) {
                      {"timer", "host steady_clock around each synchronized step"}};
 
   std::mt19937_64 rng(o.seed);
-  if (!quiet && cuda) std::printf("%s, copy bandwidth %.0f GB/s (read + write)\n", out["device"].get<std::string>().c_str(), copy_gbs);
+  if (cuda) {
+    out["kernel_paths"] = cuda_kernel_paths();
+    out["build"] = cuda_build_info();
+  }
+  if (!quiet && cuda) {
+    std::printf("%s, copy bandwidth %.0f GB/s (read + write)\n%s\nkernels: %s\n",
+                out["device"].get<std::string>().c_str(), copy_gbs, out["build"].get<std::string>().c_str(),
+                out["kernel_paths"].get<std::string>().c_str());
+  }
   std::printf("%s: decode reads %.2f GB of weights + %.1f KiB of K/V per context token per sequence\n",
               out["model"].get<std::string>().c_str(), decode_weight_bytes(config) / 1e9, kv_token / 1024);
 
@@ -367,9 +363,11 @@ Runner add_bench_command(CLI::App& app) {
       "  flashcore bench --synthetic llama-3.1-8b --json bench.json\n"
       "  flashcore bench --model ~/models/Llama-3.2-1B --prompt-len 512 --context 0,4096 --batch 1,16");
   app.add_option("--model", o->model_dir, "Hugging Face model directory");
+  // Checked at parse time, before the GPU is touched: a mistyped name fails at once, listing the names.
   app.add_option("--synthetic", o->synthetic,
-                 "random weights of a known shape, drawn on the GPU: llama-3.1-8b, llama-3.2-1b, llama-3.2-3b "
-                 "(configs/NAME.json) or a config.json path");
+                 "random weights of a known shape, drawn on the GPU: a shape built into the binary (" +
+                     builtin_shape_names() + ") or a config.json path")
+      ->check(CLI::Validator(check_model_shape, "NAME|PATH"));
   app.add_option("--prompt-len", o->prompt_lens, "prefill lengths (time to first token)")->delimiter(',');
   app.add_option("--gen-len", o->gen_len, "decode steps timed per configuration")->check(CLI::PositiveNumber);
   app.add_option("--context", o->contexts, "tokens already in each sequence's KV cache when decoding starts")

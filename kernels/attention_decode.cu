@@ -37,7 +37,10 @@ struct DecodeParams : AttentionParams {
   int num_splits;
 };
 
-template <int kHeadDim_>
+// kStages_: the per-warp ring depth. 3 where the GPU's per-block shared memory allows it (A100, Hopper);
+// 2 on GPUs with at most 99 KB a block (sm_86 / sm_89: RTX 30xx / 40xx, L4, L40S), where 3 stages at
+// head_dim 128 need 101 KB.
+template <int kHeadDim_, int kStages_ = 3>
 struct DecodeTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kWarps = 4;
@@ -45,7 +48,7 @@ struct DecodeTraits {
   static constexpr int kRows = 16;                    // packed rows per CTA: one m16 tile
   static constexpr int kWarpKeys = 16;                // keys per warp per step: one k16 step of P V
   static constexpr int kStepKeys = kWarps * kWarpKeys;  // keys per CTA step (the split granularity)
-  static constexpr int kStages = 3;                   // per-warp cp.async ring depth
+  static constexpr int kStages = kStages_;            // per-warp cp.async ring depth
   static constexpr int kChunks = kHeadDim / 8;
   static constexpr int kKeysPerCopy = 32 / kChunks;  // key rows one warp-wide cp.async covers
   static constexpr int kKSteps = kHeadDim / 16;
@@ -405,40 +408,74 @@ __global__ void __launch_bounds__(128) attention_merge_kernel(const __grid_const
   }
 }
 
-template <int kHeadDim>
+// The device's opt-in limit of dynamic shared memory per block (every GPU a process uses is taken to be of
+// one kind).
+int smem_optin_bytes() {
+  static const int bytes = [] {
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return optin;
+  }();
+  return bytes;
+}
+
+// The shared memory of a one-per-SM launch: enough that no SM takes two CTAs, within the device's limit.
+template <class T>
+int one_per_sm_bytes() {
+  return std::max(T::kSmemBytes, std::min(T::kOnePerSmBytes, smem_optin_bytes()));
+}
+
+template <int kHeadDim, int kStages>
 auto configured_decode_kernel() {
-  using T = DecodeTraits<kHeadDim>;
+  using T = DecodeTraits<kHeadDim, kStages>;
   auto kernel = attention_decode_kernel<T>;
   static const bool configured = [&] {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kOnePerSmBytes));
+    if (T::kSmemBytes > smem_optin_bytes()) {
+      fail("attention_decode: {} stages at head_dim {} need {} bytes of shared memory, the GPU allows {}", kStages,
+           kHeadDim, T::kSmemBytes, smem_optin_bytes());
+    }
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, one_per_sm_bytes<T>()));
     return true;
   }();
   (void)configured;
   return kernel;
 }
 
-// Resident decode CTAs per SM, asked once (attention_decode_plan runs on every decode step). Every GPU
-// a process uses is taken to be of one kind.
+// The ring depth for this GPU: 3 where its shared memory per block allows, else 2.
+template <int kHeadDim>
+int device_decode_stages() {
+  return DecodeTraits<kHeadDim, 3>::kSmemBytes <= smem_optin_bytes() ? 3 : 2;
+}
+
+// Resident decode CTAs per SM of the device's ring depth, asked once (attention_decode_plan runs on every
+// decode step).
 template <int kHeadDim>
 int decode_ctas_per_sm() {
-  using T = DecodeTraits<kHeadDim>;
   static const int ctas = [] {
     int blocks = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim>(),
-                                                             T::kThreads, T::kSmemBytes));
+    if (device_decode_stages<kHeadDim>() == 3) {
+      using T = DecodeTraits<kHeadDim, 3>;
+      CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim, 3>(),
+                                                               T::kThreads, T::kSmemBytes));
+    } else {
+      using T = DecodeTraits<kHeadDim, 2>;
+      CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, configured_decode_kernel<kHeadDim, 2>(),
+                                                               T::kThreads, T::kSmemBytes));
+    }
     return blocks > 0 ? blocks : 1;
   }();
   return ctas;
 }
 
-template <int kHeadDim>
+template <int kHeadDim, int kStages>
 void launch_decode(const DecodeParams& params, int num_seqs, int kv_heads, int64_t items, bool pdl, bool one_per_sm,
                    cudaStream_t stream) {
-  using T = DecodeTraits<kHeadDim>;
-  auto kernel = configured_decode_kernel<kHeadDim>();
+  using T = DecodeTraits<kHeadDim, kStages>;
+  auto kernel = configured_decode_kernel<kHeadDim, kStages>();
   {
     const LaunchConfig launch(dim3(params.num_splits, kv_heads * params.row_tiles, num_seqs), dim3(T::kThreads),
-                              one_per_sm ? T::kOnePerSmBytes : T::kSmemBytes, stream, pdl);
+                              one_per_sm ? one_per_sm_bytes<T>() : T::kSmemBytes, stream, pdl);
     CUDA_CHECK(cudaLaunchKernelEx(&launch.config, kernel, params));
     CUDA_CHECK_LAUNCH();
   }
@@ -494,6 +531,7 @@ AttentionDecodePlan attention_decode_plan(const int32_t* host_seq_lens, int num_
   splits = std::min<int64_t>(splits, max_splits);
   plan.num_splits = static_cast<int>(std::max<int64_t>(splits, 1));
   plan.one_per_sm = ctas_per_sm == 1 && plan.num_splits > 1;
+  plan.stages = FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] { return device_decode_stages<kHeadDim>(); });
   return plan;
 }
 
@@ -526,8 +564,14 @@ void attention_decode(const AttentionBatch& batch, int total_q, const AttentionS
     params.partial_o = static_cast<float*>(workspace);
     params.partial_lse = params.partial_o + items * plan.num_splits * shape.head_dim;
   }
-  FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim,
-                       [&] { launch_decode<kHeadDim>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, plan.one_per_sm, stream); });
+  if (plan.stages != 2 && plan.stages != 3) fail("attention_decode: bad plan ({} ring stages; 2 or 3)", plan.stages);
+  FC_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] {
+    if (plan.stages == 3) {
+      launch_decode<kHeadDim, 3>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, plan.one_per_sm, stream);
+    } else {
+      launch_decode<kHeadDim, 2>(params, batch.num_seqs, shape.kv_heads, items, plan.pdl, plan.one_per_sm, stream);
+    }
+  });
 }
 
 }  // namespace fc

@@ -30,6 +30,8 @@ struct AttentionDecodePlan {
                            // previous kernel drains and wait (griddepcontrol.wait) before reading anything
   bool one_per_sm = false; // the splits were sized for one CTA per SM: launch with enough shared memory that
                            // no SM takes two (otherwise SMs freed first by the previous kernel each take two)
+  int stages = 3;          // the per-warp K/V ring depth: 3, or 2 on GPUs with at most 99 KB of shared memory per
+                           // block (sm_86 / sm_89); attention_decode_plan picks the device's, tests set both
 };
 
 // Chooses the split count from the host copy of seq_lens: as many whole splits as fit ctas_per_sm CTAs

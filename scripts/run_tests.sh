@@ -15,6 +15,8 @@ normal() {  # normal BUILD_DIR
   cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${FC_CMAKE_ARGS:-} >/dev/null
   cmake --build "$1" -j"$jobs"
   (cd "$1" && ctest --output-on-failure -j"$jobs" --timeout 600)
+  echo "== install and Debian package (scripts/check_install.sh)"
+  scripts/check_install.sh "$1"
   if ! { command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; }; then
     echo "note: no NVIDIA GPU here: gpu_tests (tests/gpu, the CUDA kernel tests) were built but SKIPPED;"
     echo "      run them on a GPU machine (scripts/gpu.sh test)."

@@ -17,7 +17,8 @@ for arg in "$@"; do
 done
 
 packages=(build-essential cmake ninja-build pkg-config libsentencepiece-dev sentencepiece
-          nlohmann-json3-dev libcli11-dev libspdlog-dev catch2 libpcre2-dev)
+          nlohmann-json3-dev libcli11-dev libspdlog-dev catch2 libpcre2-dev
+          dpkg-dev file)  # cpack -G DEB (scripts/check_install.sh): dpkg-shlibdeps, and file for stripping
 # libFuzzer ships with clang's runtime libraries; only the fuzz path (scripts/fuzz.sh, CI) needs them.
 ((fuzz)) && packages+=(clang-14 libclang-rt-14-dev)
 missing=()

@@ -1,5 +1,5 @@
 // fc_soak: a long run of a backend that checks nothing grows. A synthetic model (random bf16 weights
-// drawn on the GPU, configs/llama-3.2-1b.json by default) or a checkpoint (--model DIR) generates many
+// drawn on the GPU, the built-in llama-3.2-1b shape by default) or a checkpoint (--model DIR) generates many
 // sequences one after the other through engine/generator.h, with random prompts of varying length and
 // greedy, sampled (on the GPU) and repetition-penalty (host sampler) decoding mixed; after each sequence
 // it samples the GPU's used memory (cudaMemGetInfo) and this process's resident set (/proc/self/statm).
@@ -39,11 +39,10 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "apps/model_shapes.h"
 #include "core/error.h"
-#include "core/mapped_file.h"
 #include "engine/backend.h"
 #include "engine/generator.h"
 #include "engine/memory_plan.h"
@@ -67,19 +66,11 @@ struct SoakOptions {
 
 constexpr double kMB = 1e6;
 
+// A shape built into the binary (apps/model_shapes.h; 1b/3b/8b are short for the LLaMA 3.x ones), or a
+// config.json path.
 Config load_shape(const std::string& name) {
   const std::string alias = name == "8b" ? "llama-3.1-8b" : name == "3b" ? "llama-3.2-3b" : name == "1b" ? "llama-3.2-1b" : name;
-  std::string path = alias;
-  if (!file_exists(path)) path = std::string(FC_CONFIGS_DIR) + "/" + alias + ".json";
-  if (!file_exists(path)) fail("--config {}: no such file (a name under configs/ or a config.json path)", name);
-  std::ifstream in(path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON ({})", path, e.what());
-  }
-  return parse_config(j, path);
+  return load_model_shape(alias, "--config").config;
 }
 
 size_t gpu_used_bytes() {
@@ -294,8 +285,9 @@ int run_soak(SoakOptions o) {
 int main(int argc, char** argv) {
   fc::SoakOptions o;
   CLI::App app{"fc_soak: many sequences through a backend; GPU memory and host RSS must stay flat"};
-  auto* config_opt = app.add_option("--config", o.config, "synthetic model shape: a name under configs/ (llama-3.2-1b, "
-                                                          "llama-3.1-8b, or 1b/3b/8b) or a config.json path");
+  auto* config_opt = app.add_option("--config", o.config, "synthetic model shape: one built into the binary (" +
+                                                          fc::builtin_shape_names() + ", or 1b/3b/8b) or a "
+                                                          "config.json path");
   app.add_option("--model", o.model_dir, "checkpoint directory to load instead of the synthetic model")
       ->excludes(config_opt);
   std::string device = "cuda";

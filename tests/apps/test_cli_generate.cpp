@@ -156,7 +156,8 @@ TEST_CASE("CLI errors: one line on stderr, exit status 1", "[cli][errors]") {
   check_one_line_error(run_flashcore("frobnicate"), "subcommand");
   check_one_line_error(run_flashcore("bench"), "--model");
   check_one_line_error(run_flashcore("bench --model " + model_dir() + " --synthetic llama-3.1-8b"), "exactly one");
-  check_one_line_error(run_flashcore("bench --synthetic llama-9z --device cpu"), "GPU");
+  check_one_line_error(run_flashcore("bench --synthetic llama-3.2-1b --device cpu"), "GPU");
+  check_one_line_error(run_flashcore("bench --synthetic llama-9z"), "built in: llama-3.1-8b");  // before any GPU call
   check_one_line_error(run_flashcore("bench --model " + model_dir() + " --device cpu --batch 0"), "--batch");
   // The measurement knobs of earlier versions are gone: an unknown option, one line.
   check_one_line_error(run_flashcore("bench --synthetic llama-3.1-8b --gemv-kernels reg,reg,reg,reg,reg"),
@@ -170,6 +171,16 @@ TEST_CASE("CLI errors: one line on stderr, exit status 1", "[cli][errors]") {
     CHECK(help.status == 0);
     CHECK_THAT(help.out, Contains("xample"));
   }
+}
+
+TEST_CASE("flashcore --version names the release, the commit, the CUDA build and the GPU kernel paths", "[cli]") {
+  const auto r = run_flashcore("--version");
+  INFO(r.out << r.err);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.out, StartsWith("flashcore 0.1.0 (commit "));
+  CHECK_THAT(r.out, Contains("GPU code: ") || Contains("no CUDA backend"));
+  // With a GPU: which prefill attention, GEMV and launch mode this build runs on it; else says so.
+  CHECK_THAT(r.out, Contains("no CUDA GPU found") || (Contains("GPU 0: ") && Contains("prefill attention")));
 }
 
 TEST_CASE("bench --device cpu on a checkpoint: table and JSON with consistent numbers", "[cli][bench]") {

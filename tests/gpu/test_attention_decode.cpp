@@ -3,7 +3,8 @@
 // every run: a merge that touched an empty split's partial output would turn the result NaN. Every case
 // runs both launch paths of the plan (ctas_per_sm 0: the kernel's occupancy; 1: one CTA per SM, the
 // engine's single-sequence choice, launched with one_per_sm's larger shared memory) on every run, each on
-// fresh random inputs.
+// fresh random inputs; and both K/V ring depths (3 stages, the Hopper / A100 choice; 2, the choice on GPUs
+// with at most 99 KB of shared memory a block, which this GPU runs too when the plan asks).
 #include <catch2/catch.hpp>
 
 #include "kernels/attention_decode.cuh"
@@ -21,14 +22,15 @@ constexpr int kOneCtaPerSm = 1;    // one CTA per SM (single-sequence decode in 
 // num_splits <= 0: let the plan choose from the lengths and the device's SM count. ctas_per_sm: one of
 // the two above.
 void run_decode_case(std::mt19937& rng, int ctas_per_sm, int q_heads, int kv_heads, int head_dim, int block_size,
-                     const std::vector<int>& seq_lens, int n_q, int num_splits) {
+                     const std::vector<int>& seq_lens, int n_q, int num_splits, int stages = 0) {
   const std::vector<int> n_qs(seq_lens.size(), n_q);
   AttentionCase c = make_attention_case(rng, q_heads, kv_heads, head_dim, block_size, seq_lens, n_qs);
   AttentionDecodePlan plan =
       attention_decode_plan(c.seq_lens.data(), c.num_seqs(), n_q, c.shape(), kMaxSplits, 0, ctas_per_sm);
   if (num_splits > 0) plan.num_splits = num_splits;
   if (num_splits > 1 && ctas_per_sm == 1) plan.one_per_sm = true;
-  CAPTURE(ctas_per_sm, plan.one_per_sm);
+  if (stages > 0) plan.stages = stages;
+  CAPTURE(ctas_per_sm, plan.one_per_sm, plan.stages);
   INFO("q_heads " << q_heads << " kv_heads " << kv_heads << " head_dim " << head_dim << " block_size " << block_size
                   << " splits " << plan.num_splits << " batch " << describe_lens(seq_lens, n_qs));
   const size_t workspace_bytes = attention_decode_workspace_bytes(c.total_q, q_heads, head_dim, plan.num_splits);
@@ -50,11 +52,12 @@ TEST_CASE("attention_decode matches attention_ref", "[gpu][attention]") {
   // 1: unsplit; 3 and 7: forced (7 leaves short sequences with empty splits); 0: the plan's choice.
   const int num_splits = GENERATE(1, 3, 7, 0);
   const int ctas_per_sm = GENERATE(kOccupancyCtas, kOneCtaPerSm);
+  const int stages = GENERATE(3, 2);
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
   run_decode_case(rng, ctas_per_sm, heads.first, heads.second, head_dim, block_size,
-                  {1, 3, 54, 97, 129, 257, 16, 17, 64, 65, 1000, 2049}, 1, num_splits);
+                  {1, 3, 54, 97, 129, 257, 16, 17, 64, 65, 1000, 2049}, 1, num_splits, stages);
 }
 
 TEST_CASE("attention_decode long single sequence, split by the plan", "[gpu][attention]") {
@@ -62,8 +65,10 @@ TEST_CASE("attention_decode long single sequence, split by the plan", "[gpu][att
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  run_decode_case(rng, ctas_per_sm, 32, 8, 128, 16, {8191}, 1, 0);
-  run_decode_case(rng, ctas_per_sm, 32, 8, 128, 1, {4097}, 1, 0);
+  for (int stages : {3, 2}) {
+    run_decode_case(rng, ctas_per_sm, 32, 8, 128, 16, {8191}, 1, 0, stages);
+    run_decode_case(rng, ctas_per_sm, 32, 8, 128, 1, {4097}, 1, 0, stages);
+  }
 }
 
 TEST_CASE("attention_decode with a few query rows per sequence", "[gpu][attention]") {
@@ -102,6 +107,12 @@ TEST_CASE("attention_decode_plan splits only when the batch cannot fill the GPU"
   CHECK(attention_decode_plan(eight.data(), 8, 1, shape, kMaxSplits, 132, 1).num_splits == 2);
   const std::vector<int32_t> one_short = {100};
   CHECK(attention_decode_plan(one_short.data(), 1, 1, shape, kMaxSplits, 132).num_splits == 1);
+  // The ring depth: 3 stages wherever a block may have the 101 KB they take at head_dim 128 (this GPU when
+  // it is an A100 or a Hopper), else 2.
+  int device = 0, optin = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  CHECK(a.stages == (optin >= 104 * 1024 ? 3 : 2));
   CHECK(attention_decode_workspace_bytes(3, 32, 128, 1) == 0);
   CHECK(attention_decode_workspace_bytes(3, 32, 128, 5) == size_t{3} * 32 * 5 * 129 * 4);
 }
