@@ -14,6 +14,7 @@
 #include "engine/batch_plan.h"
 #include "engine/cuda_parts.h"
 #include "engine/memory_plan.h"
+#include "engine/nvtx.h"
 #include "kernels/attention_prefill.cuh"
 #include "kernels/sampling.cuh"
 
@@ -62,6 +63,7 @@ class CudaBackend final : public Backend {
     ws_ = allocate_workspace(layout_, config_);
     gemm_ = std::make_unique<Gemm>(layout_.cublas_workspace_bytes);
     choose_decode_path();
+    if (nvtx_enabled()) spdlog::info("FC_NVTX: NVTX ranges on; decode steps launch eagerly (no CUDA graph)");
   }
 
   const Config& config() const override { return config_; }
@@ -132,7 +134,8 @@ class CudaBackend final : public Backend {
         }
       });
     };
-    if (step.decode && ctx.fast_attention && options_.decode.cuda_graph) {
+    // With NVTX ranges on (FC_NVTX=1), eager launches: a graph replay carries no host-side ranges.
+    if (step.decode && ctx.fast_attention && options_.decode.cuda_graph && !nvtx_enabled()) {
       graphs_.run({step.n_tokens, step.attn.num_splits, greedy ? 1 : 0}, s, launches);
     } else {
       launches();

@@ -6,11 +6,14 @@
 //   run_layers        prefill chunks, batched decode, and one-row decode with fusion switched off:
 //                     cuBLASLt products (the GEMV for one row), separate norm / RoPE / SwiGLU kernels.
 #include <cmath>
+#include <deque>
+#include <string>
 #include <type_traits>
 
 #include "core/error.h"
 #include "engine/cuda_parts.h"
 #include "engine/memory_plan.h"
+#include "engine/nvtx.h"
 #include "kernels/attention_generic.cuh"
 #include "kernels/attention_prefill.cuh"
 #include "kernels/embedding.cuh"
@@ -121,14 +124,21 @@ void run_decode_fused(const StepContext& ctx, const StepShape& st, const OnLogit
   const Config& c = ctx.config;
   const FusedGemvs g{ctx};
   cudaStream_t s = ctx.stream;
+  const NvtxRange step("decode step (1 row, fused)");
   embedding(ctx.ws.tokens, 1, ctx.weights.embed, c.vocab_size, c.hidden_size, ctx.ws.residual, s);
   for (size_t layer = 0; layer < ctx.weights.layers.size(); ++layer) {
-    gemv(g.qkv(layer), s);      // norm, QKV, RoPE, K/V append
-    attention(ctx, st, layer);  // split-KV decode (+ merge)
-    gemv(g.o_proj(layer), s);   // o_proj, residual add
+    const NvtxRange in_layer(nvtx_layer_name(layer));
+    {
+      const NvtxRange r("attention block: qkv GEMV, attention, o_proj GEMV");
+      gemv(g.qkv(layer), s);      // norm, QKV, RoPE, K/V append
+      attention(ctx, st, layer);  // split-KV decode (+ merge)
+      gemv(g.o_proj(layer), s);   // o_proj, residual add
+    }
+    const NvtxRange r("MLP: gate/up GEMV, down GEMV");
     gemv(g.gate_up(layer), s);  // norm, gate/up, SwiGLU
     gemv(g.down(layer), s);     // down, residual add
   }
+  const NvtxRange r("lm_head and sampling");
   gemv(g.lm_head(), s);  // final norm, lm_head
   on_logits(0, 1);
 }
@@ -179,15 +189,21 @@ void run_layers(const StepContext& ctx, const StepShape& st, const OnLogits& on_
   const int qkv_dim = c.q_dim() + 2 * c.kv_dim();
   const float eps = c.rms_norm_eps;
 
+  const NvtxRange step(st.decode ? "decode step (unfused)" : "prefill step");
   embedding(ws.tokens, n, w.embed, c.vocab_size, hidden, ws.residual, s);
   rmsnorm(ws.residual, w.layers[0].attn_norm, n, hidden, eps, ws.normed, s);
   for (size_t layer = 0; layer < w.layers.size(); ++layer) {
+    const NvtxRange in_layer(nvtx_layer_name(layer));
     const LayerWeights& L = w.layers[layer];
-    matmul(ctx, ws.normed, L.wqkv, ws.qkv, n, hidden, qkv_dim);
-    rope_kv_append(rope_params(ctx, layer, n), s);
-    attention(ctx, st, layer);
-    matmul(ctx, ws.attn, L.wo, ws.proj, n, c.q_dim(), hidden);
-    add_rmsnorm(ws.residual, ws.proj, L.mlp_norm, n, hidden, eps, ws.normed, s);
+    {
+      const NvtxRange r("attention block: qkv, RoPE + KV append, attention, o_proj, add + norm");
+      matmul(ctx, ws.normed, L.wqkv, ws.qkv, n, hidden, qkv_dim);
+      rope_kv_append(rope_params(ctx, layer, n), s);
+      attention(ctx, st, layer);
+      matmul(ctx, ws.attn, L.wo, ws.proj, n, c.q_dim(), hidden);
+      add_rmsnorm(ws.residual, ws.proj, L.mlp_norm, n, hidden, eps, ws.normed, s);
+    }
+    const NvtxRange r("MLP: gate/up, SwiGLU, down, add + norm");
     matmul(ctx, ws.normed, L.w_gate_up, ws.gate_up, n, hidden, 2 * inter);
     swiglu(ws.gate_up, n, inter, ws.act, s);
     matmul(ctx, ws.act, L.w_down, ws.proj, n, inter, hidden);
@@ -195,6 +211,7 @@ void run_layers(const StepContext& ctx, const StepShape& st, const OnLogits& on_
     add_rmsnorm(ws.residual, ws.proj, next_norm, n, hidden, eps, ws.normed, s);
   }
   // lm_head over the rows whose logits are wanted, in chunks of max_logit_rows.
+  const NvtxRange r("lm_head and sampling");
   for (int r0 = 0; r0 < st.logit_rows; r0 += ctx.max_logit_rows) {
     const int chunk = std::min(ctx.max_logit_rows, st.logit_rows - r0);
     gather_rows(ws.normed, ws.logit_rows + r0, chunk, hidden, ws.selected, s);
@@ -204,6 +221,12 @@ void run_layers(const StepContext& ctx, const StepShape& st, const OnLogits& on_
 }
 
 }  // namespace
+
+const char* nvtx_layer_name(size_t layer) {
+  static std::deque<std::string> names;  // a deque never moves its strings
+  while (names.size() <= layer) names.push_back("layer " + std::to_string(names.size()));
+  return names[layer].c_str();
+}
 
 DecodeKernels decode_kernels(const DecodeOptions& options) {
   return options.bulk_gemv && gemv_bulk_copy_available() ? kHopperKernels : kPortableKernels;

@@ -66,7 +66,8 @@ EOF
 scripts/gpu.sh profile [BENCH ARGS]
   nsys profile (CUDA + NVTX trace) of flashcore bench --synthetic llama-3.1-8b BENCH ARGS (default: a short
   run: --prompt-len 512 --context 0,8192 --batch 1 --gen-len 16 --warmup 1 --iters 1), then nsys stats'
-  GPU kernel summary. Report: OUT/profile/bench.nsys-rep; kernel table: OUT/profile_stats.txt. Says so
+  GPU kernel summary, with FC_NVTX=1 (NVTX ranges per step, layer and op family; decode launches eagerly).
+  Report: OUT/profile/bench.nsys-rep; kernel table: OUT/profile_stats.txt. Says so
   when nsys is not on PATH.
 EOF
     ;;
@@ -407,7 +408,7 @@ cmd_profile() {
   ((${#args[@]})) || args=(--prompt-len 512 --context 0,8192 --batch 1 --gen-len 16 --warmup 1 --iters 1)
   mkdir -p "$out/profile"
   echo "== profile: nsys profile flashcore bench ${args[*]}: $out/profile.log"
-  run "$T_PROFILE" "$out/profile.log" nsys profile --force-overwrite true --trace cuda,nvtx --sample none \
+  FC_NVTX=1 run "$T_PROFILE" "$out/profile.log" nsys profile --force-overwrite true --trace cuda,nvtx --sample none \
     --cpuctxsw none -o "${rep%.nsys-rep}" "$exe" bench --synthetic llama-3.1-8b "${args[@]}"
   if [[ ! -f $rep ]]; then note profile "$rc" "$secs" "no report written (see profile.log)"; return 0; fi
   note profile "$rc" "$secs" "report: $rep"
