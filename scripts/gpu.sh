@@ -56,9 +56,9 @@ EOF
 scripts/gpu.sh soak [SECONDS] [FC_SOAK ARGS]
   fc_soak (tools/soak_main.cpp): sequences through the CUDA backend with GPU memory and host RSS sampled
   after each; PASS when nothing grows after the warm-up. It runs a fixed number of sequences (--sequences,
-  default 40); SECONDS is the hard limit (default T_SOAK). Default FC_SOAK ARGS: --config
-  configs/llama-3.2-1b.json (--config NAME becomes configs/NAME.json: the binary's compiled-in configs
-  path is the build machine's). Others: --sequences N --tokens N --max-context N ... (fc_soak --help).
+  default 40); SECONDS is the hard limit (default T_SOAK). Default FC_SOAK ARGS: --config llama-3.2-1b
+  (a shape built into the binary, or a config.json path; 1b / 3b / 8b are short for the built-in names).
+  Others: --sequences N --tokens N --max-context N ... (fc_soak --help).
   Nothing else may use the GPU meanwhile (its GPU figure is device-wide). Log: OUT/soak.log.
 EOF
     ;;
@@ -389,7 +389,6 @@ cmd_soak() {
     a=$1; shift
     if [[ $a == --config && $# -gt 0 ]]; then
       case $1 in 8b) a=llama-3.1-8b ;; 3b) a=llama-3.2-3b ;; 1b) a=llama-3.2-1b ;; *) a=$1 ;; esac
-      [[ -f configs/$a.json ]] && a=configs/$a.json
       args+=(--config "$a"); shift
     else
       args+=("$a")
