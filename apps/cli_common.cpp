@@ -1,6 +1,9 @@
 #include "apps/cli_common.h"
 
+#include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <random>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -25,16 +28,27 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("--model", o.model_dir, "Hugging Face model directory")->required();
   app.add_option("--tokenizer", o.tokenizer_path, "tokenizer.json / tokenizer.model (default: the model's)");
   app.add_option("--system", o.system, "system message (chat template)");
-  app.add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate (default: generation_config.json, else 256)")
-      ->check(CLI::PositiveNumber);
-  o.temperature_opt = app.add_option("--temperature", o.temperature, "0 = greedy (default: generation_config.json, else 0)")
-                          ->check(CLI::NonNegativeNumber);
-  o.top_k_opt = app.add_option("--top-k", o.top_k, "keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
-  o.top_p_opt = app.add_option("--top-p", o.top_p, "nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
-  o.min_p_opt = app.add_option("--min-p", o.min_p, "drop tokens below min_p x the top probability")->check(CLI::Range(0.0, 1.0));
+  // Left out, the sampling options come from the model's generation_config.json: the help says so.
+  app.add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate")
+      ->check(CLI::PositiveNumber)
+      ->default_str("generation_config.json, else 256");
+  o.temperature_opt = app.add_option("--temperature", o.temperature, "0 = greedy")
+                          ->check(CLI::NonNegativeNumber)
+                          ->default_str("generation_config.json, else 0");
+  o.top_k_opt = app.add_option("--top-k", o.top_k, "keep the k most likely tokens (0 = off)")
+                    ->check(CLI::NonNegativeNumber)
+                    ->default_str("generation_config.json, else 0");
+  o.top_p_opt = app.add_option("--top-p", o.top_p, "nucleus sampling mass (1 = off)")
+                    ->check(CLI::Range(0.0, 1.0))
+                    ->default_str("generation_config.json, else 1");
+  o.min_p_opt = app.add_option("--min-p", o.min_p, "drop tokens below min_p x the top probability")
+                    ->check(CLI::Range(0.0, 1.0))
+                    ->default_str("generation_config.json, else 0");
   o.penalty_opt = app.add_option("--repetition-penalty", o.repetition_penalty, "HF repetition penalty (1 = off)")
-                      ->check(CLI::PositiveNumber);
-  app.add_option("--seed", o.seed, "sampling seed (same seed, same text)");
+                      ->check(CLI::PositiveNumber)
+                      ->default_str("generation_config.json, else 1");
+  o.seed_opt = app.add_option("--seed", o.seed, "sampling seed: same seed, same text")
+                   ->default_str("random, printed with the statistics");
   app.add_option("--device", o.device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--max-context", o.max_context, "context (KV cache) length in tokens")->check(CLI::PositiveNumber);
   add_check_weights_flag(app, o.check_weights);
@@ -56,7 +70,9 @@ void check_weights_if_asked(const Checkpoint& checkpoint, bool check_weights) {
 
 LoadedModel load_model(const ModelOptions& o) {
   const DeviceKind device = parse_device(o.device);
+  const auto t0 = std::chrono::steady_clock::now();
   LoadedModel m;
+  m.device = device;
   m.checkpoint = std::make_unique<Checkpoint>(open_checkpoint(o.model_dir));
   const Checkpoint& ckpt = *m.checkpoint;
   check_weights_if_asked(ckpt, o.check_weights);
@@ -78,6 +94,12 @@ LoadedModel load_model(const ModelOptions& o) {
   p.sampling.top_p = given(o.top_p_opt) ? o.top_p : g.top_p.value_or(1.f);
   p.sampling.min_p = given(o.min_p_opt) ? o.min_p : g.min_p.value_or(0.f);
   p.sampling.seed = o.seed;
+  if (!given(o.seed_opt) && p.sampling.temperature > 0) {
+    // No seed asked for: a fresh one each run (two runs differ), printed so that any run can be replayed.
+    std::random_device entropy;
+    p.sampling.seed = static_cast<uint64_t>(entropy()) << 32 | entropy();
+    m.random_seed = true;
+  }
   p.repetition_penalty = given(o.penalty_opt) ? o.repetition_penalty : g.repetition_penalty.value_or(1.f);
   p.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : g.max_new_tokens.value_or(256);
   p.stop_ids = chat_stop_ids(*m.tokenizer, m.config_eos);
@@ -86,7 +108,23 @@ LoadedModel load_model(const ModelOptions& o) {
   bo.max_context = std::min(o.max_context, ckpt.config.max_position_embeddings);
   bo.show_progress = !global_options().quiet;
   m.backend = make_backend(device, ckpt, bo);
+  m.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.weight_bytes = static_cast<double>(ckpt.store.total_bytes());
   return m;
+}
+
+void warm_up_and_report(LoadedModel& m, int prompt_tokens) {
+  // The CPU backend has nothing to load lazily or capture: no warm-up, and no line, there.
+  if (m.device != DeviceKind::Cuda) return;
+  const double warm_ms = warm_up(*m.backend, prompt_tokens, m.params);
+  if (global_options().quiet) return;
+  std::fprintf(stderr, "loaded %.2f GB of weights in %.2f s (%.2f GB/s); warm-up %.0f ms\n", m.weight_bytes / 1e9,
+               m.load_s, m.weight_bytes / 1e9 / std::max(m.load_s, 1e-9), warm_ms);
+}
+
+std::string seed_note(const LoadedModel& m) {
+  if (!(m.params.sampling.temperature > 0)) return "";
+  return fmt::format("seed {}{}", m.params.sampling.seed, m.random_seed ? " (random)" : "");
 }
 
 namespace {

@@ -32,7 +32,7 @@ struct ModelOptions {
   uint64_t seed = 0;
   bool check_weights = false;  // --check-weights: scan every weight for NaN/Inf before the backend is built
   CLI::Option *temperature_opt = nullptr, *top_p_opt = nullptr, *top_k_opt = nullptr, *min_p_opt = nullptr,
-              *penalty_opt = nullptr;
+              *penalty_opt = nullptr, *seed_opt = nullptr;
 };
 void add_model_options(CLI::App& app, ModelOptions& o);
 
@@ -48,8 +48,21 @@ struct LoadedModel {
   std::unique_ptr<Backend> backend;
   GenerationParams params;  // sampling, max_new_tokens and stop ids resolved from options + files
   std::vector<int32_t> config_eos;
+  DeviceKind device = DeviceKind::Cpu;
+  double load_s = 0;         // opening the checkpoint, building the backend, uploading the weights
+  double weight_bytes = 0;   // the checkpoint's tensors as stored
+  bool random_seed = false;  // sampling without --seed: a random seed was drawn (printed so a run can be replayed)
 };
 LoadedModel load_model(const ModelOptions& o);
+
+// Before the first request on the GPU: warm_up (engine/generator.h) for a prompt of `prompt_tokens`, then
+// one line on stderr (unless --quiet) with the load time, the weights' rate and the warm-up's time. On
+// the CPU: nothing (no lazy set-up to pay for).
+void warm_up_and_report(LoadedModel& m, int prompt_tokens);
+
+// The seed as the statistics line shows it: "seed N" (", random" when drawn because none was given), or
+// "" when greedy.
+std::string seed_note(const LoadedModel& m);
 
 // SIGINT (Ctrl-C) sets this flag instead of killing the process, so generation stops at the next token
 // and the statistics are still printed. A second Ctrl-C while the flag is set exits at once (status 130).

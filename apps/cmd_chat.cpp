@@ -1,5 +1,7 @@
 // flashcore chat: a multi-turn conversation with the model's chat template. Each line on stdin is one
-// user turn (a terminal or a plain pipe alike); /reset starts over, /exit (or end of input) leaves.
+// user turn; in a terminal, a line ending in a backslash continues the turn on the next line (the
+// backslash becomes a newline), so pasted or typed multi-line text is one turn; from a pipe every line
+// is a turn as it stands. /reset starts over, /exit (or end of input) leaves.
 //
 // The KV cache is reused across turns: the whole conversation is formatted again each turn, compared
 // token by token with what the cache already holds (the previous prompt plus the generated reply), and
@@ -38,7 +40,8 @@ int run_chat(ChatCommandOptions& o) {
   const Tokenizer& tok = *m.tokenizer;
   const ChatFormat format = detect_chat_format(tok);
   // Refuse a tokenizer that cannot express the format before waiting for the first turn.
-  format_chat(tok, format, {{"user", "?"}}, m.config_eos);
+  const int typical_turn = static_cast<int>(format_chat(tok, format, {{"user", "?"}}, m.config_eos).ids.size()) + 16;
+  warm_up_and_report(m, typical_turn);
   KVCacheManager& kv = m.backend->kv_cache();
   const int seq = kv.create_sequence();
   const bool interactive = isatty(STDIN_FILENO) != 0;
@@ -53,8 +56,11 @@ int run_chat(ChatCommandOptions& o) {
     cached.clear();
   };
   reset();
+  if (quiet && m.random_seed) std::fprintf(stderr, "%s\n", seed_note(m).c_str());  // the only way to replay
   if (interactive && !quiet) {
-    std::fprintf(stderr, "chat (%s format); /reset starts over, /exit or Ctrl-D leaves\n", chat_format_name(format));
+    const std::string seed = seed_note(m);
+    std::fprintf(stderr, "chat (%s format%s%s); a line ending in \\ continues the turn; /reset starts over, /exit "
+                 "or Ctrl-D leaves\n", chat_format_name(format), seed.empty() ? "" : ", ", seed.c_str());
   }
   install_interrupt_handler();
   std::string line;
@@ -70,6 +76,15 @@ int run_chat(ChatCommandOptions& o) {
       break;
     }
     if (!line.empty() && line.back() == '\r') line.pop_back();
+    // A terminal's continuation lines: "text \" + Enter goes on with the next line.
+    std::string more;
+    while (interactive && !line.empty() && line.back() == '\\') {
+      line.back() = '\n';
+      write_out(". ");
+      if (!std::getline(std::cin, more)) break;
+      if (!more.empty() && more.back() == '\r') more.pop_back();
+      line += more;
+    }
     const std::string command = strip_python_whitespace(line);
     if (command.empty()) continue;
     if (command == "/exit" || command == "/quit") break;
@@ -116,9 +131,11 @@ int run_chat(ChatCommandOptions& o) {
     messages.push_back({"assistant", reply});
     if (!quiet || stats.stop == StopReason::Cancelled) {
       const double steps = std::max(1, stats.generated_tokens - 1);
-      std::fprintf(stderr, "[prefilled %d new tokens (%zu reused), first token %.1f ms, %d tokens at %.2f ms/token, stop: %s]\n",
+      const std::string seed = seed_note(m);
+      std::fprintf(stderr, "[prefilled %d new tokens (%zu reused), first token %.1f ms, %d tokens at %.2f ms/token, stop: %s%s%s]\n",
                    stats.prompt_tokens, common, stats.prefill_ms, stats.generated_tokens,
-                   stats.generated_tokens > 1 ? stats.decode_ms / steps : 0.0, stop_reason_name(stats.stop));
+                   stats.generated_tokens > 1 ? stats.decode_ms / steps : 0.0, stop_reason_name(stats.stop),
+                   seed.empty() ? "" : ", ", seed.c_str());
     }
   }
   return 0;

@@ -64,9 +64,12 @@ int run_generate(GenerateOptions& o) {
     ids.erase(ids.begin(), ids.end() - (context - 1));
   }
 
+  warm_up_and_report(m, static_cast<int>(ids.size()));
   const int seq = m.backend->kv_cache().create_sequence();
   StreamDecoder stream(tok, /*skip_special=*/true);
-  StopStringMatcher stops(o.stops);
+  std::vector<std::string> stop_strings;
+  for (const std::string& s : o.stops) stop_strings.push_back(unescape_stop_string(s));
+  StopStringMatcher stops(stop_strings);
   std::string text;  // what the user sees (also --json's "text")
   auto emit = [&](const std::string& piece) {
     text += piece;
@@ -94,18 +97,24 @@ int run_generate(GenerateOptions& o) {
                         {"decode_tok_s", decode_ms_per_token > 0 ? 1e3 / decode_ms_per_token : 0.0},
                         {"stop_reason", stop_reason_name(stats.stop)}};
     if (stops.stopped()) j["stop_string"] = stops.matched();
+    if (m.params.sampling.temperature > 0) {
+      j["seed"] = m.params.sampling.seed;  // replays the run: --seed N
+      j["seed_random"] = m.random_seed;
+    }
     // A stop string or a cut may leave bytes that are not UTF-8; JSON cannot carry them: U+FFFD.
     write_out(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     return 0;
   }
   write_out("\n");
-  if (!global_options().quiet || stats.stop == StopReason::Cancelled) {
+  if (!global_options().quiet || stats.stop == StopReason::Cancelled || m.random_seed) {
+    // A random seed is printed even with --quiet: it is the only way to replay the run.
+    const std::string seed = seed_note(m);
     std::fprintf(stderr,
                  "prompt %d tokens, time to first token %.1f ms (%.0f tok/s prefill), decode %d tokens at %.2f "
-                 "ms/token (%.1f tok/s), stop: %s\n",
+                 "ms/token (%.1f tok/s), stop: %s%s%s\n",
                  stats.prompt_tokens, stats.prefill_ms, stats.prompt_tokens / (stats.prefill_ms / 1e3),
                  stats.generated_tokens, decode_ms_per_token, decode_ms_per_token > 0 ? 1e3 / decode_ms_per_token : 0.0,
-                 stop_reason_name(stats.stop));
+                 stop_reason_name(stats.stop), seed.empty() ? "" : ", ", seed.c_str());
   }
   return 0;
 }
@@ -123,7 +132,9 @@ Runner add_generate_command(CLI::App& app) {
   app.add_option("--prompt-file", o->prompt_file, "read the prompt from this file")->check(CLI::ExistingFile);
   app.add_flag("--chat", o->chat, "wrap the prompt in the model's chat template (with --system)");
   app.add_flag("--no-bos", o->no_bos, "do not add BOS to a plain prompt");
-  app.add_option("--stop", o->stops, "stop when the text contains this string (not printed); repeatable");
+  app.add_option("--stop", o->stops,
+                 "stop when the text contains this string (not printed); repeatable; \\n, \\t and \\\\ are a "
+                 "newline, a tab and a backslash");
   app.add_flag("--json", o->json, "print one JSON object (text, ids, timings, stop reason) instead of streaming");
   app.add_flag("--truncate", o->truncate, "keep the end of a prompt longer than the context instead of failing");
   return [o]() { return run_generate(*o); };

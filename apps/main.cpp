@@ -15,6 +15,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"FlashCore: LLaMA-family inference on NVIDIA GPUs (and a CPU reference path)"};
   app.require_subcommand(1);
+  // --help shows each option's default (the subcommands inherit this).
+  app.option_defaults()->always_capture_default();
   // --version: the release, the commit it was configured at, the CUDA build and, with a GPU, the kernel
   // paths this binary takes on it (chosen by what it carries for that GPU: kernels/arch.h).
   app.add_flag_callback(

@@ -98,6 +98,61 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
   return stats;
 }
 
+std::string unescape_stop_string(std::string_view typed) {
+  std::string out;
+  for (size_t i = 0; i < typed.size(); ++i) {
+    if (typed[i] == '\\' && i + 1 < typed.size()) {
+      const char next = typed[i + 1];
+      if (next == 'n' || next == 't' || next == '\\') {
+        out += next == 'n' ? '\n' : next == 't' ? '\t' : '\\';
+        ++i;
+        continue;
+      }
+    }
+    out += typed[i];
+  }
+  return out;
+}
+
+double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& params) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  KVCacheManager& kv = backend.kv_cache();
+  constexpr int kDecodeSteps = 6;  // at most: 2 greedy, 2 sampled, 2 with logits on the host
+  if (kv.max_tokens_per_seq() <= kDecodeSteps + 1) return 0;
+  const int tokens = std::max(1, std::min(prompt_tokens, kv.max_tokens_per_seq() - kDecodeSteps - 1));
+  const int seq = kv.create_sequence();
+  try {
+    // Token ids do not matter to the kernels; 0..n-1 are valid in every vocabulary.
+    std::vector<int32_t> prompt(tokens);
+    for (int i = 0; i < tokens; ++i) prompt[i] = i % backend.config().vocab_size;
+    std::vector<int32_t> ids;
+    std::vector<float> logits;
+    SamplingParams greedy = params.sampling;
+    greedy.temperature = 0;
+    backend.forward_sample({{seq}, {tokens}, prompt, false}, {greedy}, ids);
+    // Two decode steps each way: the CUDA backend runs a graph's first step eagerly and captures it on
+    // the second (engine/cuda_parts.h GraphCache).
+    std::vector<SamplingParams> samplers = {greedy};
+    if (params.sampling.temperature > 0) samplers.push_back(params.sampling);
+    for (const SamplingParams& p : samplers) {
+      for (int step = 0; step < 2; ++step) {
+        SamplingParams at = p;
+        at.step = static_cast<uint64_t>(kv.length(seq) + 1);
+        backend.forward_sample({{seq}, {1}, {ids[0]}, false}, {at}, ids);
+      }
+    }
+    if (params.repetition_penalty != 1.0f) {  // generate() then reads logits on the host
+      for (int step = 0; step < 2; ++step) backend.forward({{seq}, {1}, {ids[0]}, false}, logits);
+    }
+  } catch (...) {
+    kv.release_sequence(seq);
+    throw;
+  }
+  kv.release_sequence(seq);
+  return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+}
+
 StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
   stops_.erase(std::remove(stops_.begin(), stops_.end(), std::string()), stops_.end());
 }

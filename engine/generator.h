@@ -46,6 +46,17 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
 // character's bytes). push() returns the text that can safely be shown: everything except a tail
 // that could still become the start of a stop string. Once a stop string is complete, push() returns
 // the text before it and stopped() is true; the stop string itself and anything after are dropped.
+// A stop string as typed on a command line: \n, \t and \\ become a newline, a tab and one backslash
+// (the shell passes "\n" as two characters); a backslash before anything else, or at the end, stays.
+std::string unescape_stop_string(std::string_view typed);
+
+// Runs one untimed prefill of `prompt_tokens` tokens and two decode steps the way generate() will run
+// them for `params` (sampled on the device, and greedy; or logits to the host with a repetition penalty)
+// through a fresh sequence, then frees it: the kernels load, cuBLASLt makes its plans for these shapes
+// and the CUDA backend captures its decode graphs before the first request is timed. Returns the
+// milliseconds it took. Leaves the KV cache as it found it.
+double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& params);
+
 class StopStringMatcher {
  public:
   explicit StopStringMatcher(std::vector<std::string> stops);

@@ -2,19 +2,23 @@
 # Regenerates the committed test checkpoints and reference logits under tests/data/models with
 # scripts/make_reference.py (needs torch + transformers: run it on the GPU machine).
 #   scripts/make_fixtures.sh [OUT_DIR [NAME...]]   (default tests/data/models, every fixture)
+# Every reference carries transformers' bf16 logits too (logits_bf16, --bf16-logits): `flashcore validate
+# --device cuda` judges the engine against HF bf16's own error on those positions (docs/VALIDATION.md).
+# Weights are drawn on the CPU from fixed seeds, so a rerun rewrites the same checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ "${1:-}" == "--help" ]] && { sed -n '2,4p' "$0"; exit 0; }
+[[ "${1:-}" == "--help" ]] && { sed -n '2,7p' "$0"; exit 0; }
 out=${1:-tests/data/models}
 shift || true
 only=" $* "
 mkdir -p "$out"
+wanted() { [[ "$only" == "  " || "$only" == *" $1 "* ]]; }
 gen() {  # name tokens seed [extra args]
   local name=$1 tokens=$2 seed=$3; shift 3
-  [[ "$only" == "  " || "$only" == *" $name "* ]] || return 0
+  wanted "$name" || return 0
   rm -rf "${out:?}/$name"
   python3 scripts/make_reference.py --config "scripts/fixtures/$name.json" --model "$out/$name" \
-    --out "$out/$name/reference.safetensors" --tokens "$tokens" --seed "$seed" "$@"
+    --out "$out/$name/reference.safetensors" --tokens "$tokens" --seed "$seed" --bf16-logits "$@"
 }
 gen tiny-llama3-gqa 48 1
 gen tiny-llama32-tied 37 2
@@ -26,4 +30,18 @@ gen tiny-llama2-mha-sharded 33 3 --shard-size 60KB
 # trained model; the default 0.1 would grow the activations 1.6x a projection at hidden 256.
 gen tiny-llama3-hd64 300 4 --init-std 0.05
 gen tiny-llama3-hd128 280 5 --init-std 0.05
+# The generate tests' checkpoint (mini_b tokenizer, golden greedy ids; tests/apps/test_cli_generate.cpp).
+# Where it exists only its reference is rewritten (same ids: --seed 4 draws them), so the golden file made
+# from its weights stays valid; a fresh OUT_DIR gets the whole recipe.
+if wanted tiny-llama3-bpe; then
+  bpe=$out/tiny-llama3-bpe
+  if [[ -f $bpe/model.safetensors && -f $bpe/tokenizer.json && -f $bpe/generate.golden.json ]]; then
+    python3 scripts/make_reference.py --model "$bpe" --out "$bpe/reference.safetensors" --tokens 40 --seed 4 \
+      --device cpu --bf16-logits
+  else
+    gen tiny-llama3-bpe 40 4 --device cpu
+    cp tests/data/tokenizer/mini_b.tokenizer.json "$bpe/tokenizer.json"
+    python3 scripts/make_generate_golden.py --model "$bpe" --out "$bpe/generate.golden.json"
+  fi
+fi
 du -sh "$out"/*

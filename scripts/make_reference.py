@@ -5,7 +5,10 @@ Writes REF.safetensors with
   input_ids  I64 [N]        the prompt
   logits     F32 [N, vocab] transformers' fp32 logits at every position (eager attention)
   inv_freq   F32 [head_dim/2] the model's RoPE inverse frequencies (checked by the CPU rope test)
-  logits_bf16 F32 [N, vocab] (with --bf16-logits) the same model run in bf16, for error budgets
+  logits_bf16 F32 [N, vocab] (with --bf16-logits) the same model and prompt run by transformers in bf16
+                            (weights and activations; values are bf16, stored F32), same positions as
+                            `logits`: `flashcore validate --device cuda` then judges the engine's error
+                            against fp32 relative to HF bf16's own (within 1.5x; docs/VALIDATION.md)
 
 Two modes:
   make_reference.py --model DIR --out REF.safetensors [--tokens N] [--seed S]
@@ -32,7 +35,8 @@ def parse_args():
     p.add_argument("--init-std", type=float, default=0.1,
                    help="std of random weights (larger than HF's 0.02 so logits have clear top-1s)")
     p.add_argument("--shard-size", help="save sharded with this max shard size (e.g. 60KB)")
-    p.add_argument("--bf16-logits", action="store_true", help="also store the model's logits in bf16")
+    p.add_argument("--bf16-logits", action="store_true",
+                   help="also store transformers' bf16 logits as logits_bf16 (F32 [N, vocab]) for validate's verdict")
     p.add_argument("--device", default="cuda", help="where the reference runs (falls back to cpu)")
     p.add_argument("--create-device", default="cpu",
                    help="where random weights are drawn (cuda for 8B-sized models; cpu keeps fixtures reproducible)")
@@ -102,13 +106,24 @@ def main():
         if args.bf16_logits:
             model_bf16 = transformers.LlamaForCausalLM.from_pretrained(
                 args.model, dtype=torch.bfloat16, attn_implementation="eager").to(device).eval()
-            tensors["logits_bf16"] = model_bf16(input_ids[None].to(device)).logits[0].float().cpu().contiguous()
+            logits_bf16 = model_bf16(input_ids[None].to(device)).logits[0].float().cpu().contiguous()
+            assert logits_bf16.shape == logits.shape, (logits_bf16.shape, logits.shape)
+            tensors["logits_bf16"] = logits_bf16
+            del model_bf16
     save_file(tensors, args.out, metadata={"transformers": transformers.__version__, "torch": torch.__version__,
                                            "model": os.path.basename(os.path.normpath(args.model))})
     top2 = logits.topk(2, dim=-1).values
     print(f"{args.out}: N={args.tokens} vocab={vocab} logits std={logits.std():.3f} "
           f"min top-2 gap={(top2[:, 0] - top2[:, 1]).min():.2e} "
           f"rope={rope}")
+    if "logits_bf16" in tensors:
+        # HF bf16's own error against fp32: the yardstick validate --device cuda measures the engine by.
+        b = tensors["logits_bf16"].double()
+        f = logits.double()
+        logp_f, logp_b = torch.log_softmax(f, -1), torch.log_softmax(b, -1)
+        kl = (logp_f.exp() * (logp_f - logp_b)).sum(-1).mean().item()
+        print(f"{args.out}: HF bf16 vs fp32: rel_err={((b - f).norm() / f.norm()).item():.3e} mean_KL={kl:.3e} "
+              f"top1_agree={(b.argmax(-1) == f.argmax(-1)).double().mean().item():.4f}")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,35 @@ TEST_CASE("generate: a seed gives the same text on every run, prompt from stdin 
         run_json("--temperature 0 --repetition-penalty 3 --max-new-tokens 24 --prompt \"the the the the\"")["ids"]);
 }
 
+TEST_CASE("generate without --seed: a random seed each run, printed, and it replays the run", "[cli][generate]") {
+  const std::string args = "--temperature 1.0 --max-new-tokens 24 --prompt \"hello world\" ";
+  const json a = run_json(args);
+  const json b = run_json(args);
+  REQUIRE(a.contains("seed"));
+  CHECK(a["seed_random"] == true);
+  CHECK(a["seed"] != b["seed"]);
+  CHECK(a["ids"] != b["ids"]);  // 24 tokens drawn at T = 1 from a 557-token vocabulary
+  const json replay = run_json(args + "--seed " + std::to_string(a["seed"].get<uint64_t>()));
+  CHECK(replay["ids"] == a["ids"]);
+  CHECK(replay["seed_random"] == false);
+  // The statistics line names it, --quiet or not (it is the only way to replay a run).
+  const auto streamed = run_flashcore(gen_args("--quiet " + args));
+  CHECK_THAT(streamed.err, Contains("(random)") && Contains("seed "));
+  // Greedy has no seed to speak of.
+  CHECK_FALSE(run_json("--temperature 0 --max-new-tokens 4 --prompt hi").contains("seed"));
+}
+
+TEST_CASE("--help shows each option's default", "[cli]") {
+  const auto help = run_flashcore("generate --help");
+  REQUIRE(help.status == 0);
+  // CLI11 writes a default after the option's type: "--max-context INT:POSITIVE=4096".
+  CHECK_THAT(help.out, Contains("POSITIVE=4096"));                           // --max-context
+  CHECK_THAT(help.out, Contains("=cuda"));                                   // --device
+  CHECK_THAT(help.out, Contains("=generation_config.json, else 0"));         // --temperature and friends
+  CHECK_THAT(help.out, Contains("=random, printed with the statistics"));    // --seed
+  CHECK_THAT(run_flashcore("bench --help").out, Contains("POSITIVE=128"));   // --gen-len
+}
+
 TEST_CASE("generate --stop: the text ends before the stop string, wherever the tokens split it", "[cli][generate]") {
   const json full = run_json("--temperature 0 --max-new-tokens 24 --prompt \"the cat sat on the mat\"");
   const std::string text = full["text"];

@@ -68,6 +68,36 @@ TEST_CASE("validate fails (exit 1) when the logits are not the reference's", "[c
   CHECK(r.status == 1);
   CHECK_THAT(r.out, Contains("FAIL"));
   CHECK_THAT(r.err, StartsWith("error: logits differ from the reference"));
+  CHECK_THAT(r.err, Contains("prefill path: ") && Contains("rel_err"));  // which check failed, and by how much
+  CHECK(r.err_lines() == 1);
+}
+
+TEST_CASE("validate --device cpu with HF bf16 logits in the reference keeps the fp32 rule", "[cli][validate]") {
+  // The CPU is judged by its fp32 bounds whatever the file carries; logits_bf16 may be stored F32 or BF16.
+  ScratchCheckpoint c("tiny-llama3-gqa");
+  const TensorStore ref = TensorStore::open_file(c.path("reference.safetensors"));
+  const std::vector<float> logits = tensor_to_f32(*ref.find("logits"));
+  const std::vector<int64_t> ids = tensor_to_i64(*ref.find("input_ids"));
+  const std::vector<int64_t> shape = ref.find("logits")->shape;
+  std::vector<uint16_t> bf16(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) bf16[i] = f32_to_bf16(logits[i] * 1.01f);
+  const std::vector<TensorToWrite> base = {{"input_ids", DType::I64, {int64_t(ids.size())}, ids.data()},
+                                           {"logits", DType::F32, shape, logits.data()}};
+  for (DType dtype : {DType::BF16, DType::F32}) {
+    INFO(dtype_name(dtype));
+    std::vector<float> bf16_as_f32(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) bf16_as_f32[i] = bf16_to_f32(bf16[i]);
+    std::vector<TensorToWrite> tensors = base;
+    tensors.push_back({"logits_bf16", dtype, shape,
+                       dtype == DType::BF16 ? static_cast<const void*>(bf16.data()) : bf16_as_f32.data()});
+    write_safetensors(c.path("with_bf16.safetensors"), tensors);
+    const auto r = run_flashcore(validate_args(c.dir(), c.path("with_bf16.safetensors")));
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK_THAT(r.out, Contains("rule: rel_err <= 1.0e-04") && !Contains("HF bf16") && !Contains("FAIL"));
+  }
+  // --max-ratio 0 is accepted (it turns the HF bf16 comparison off on a GPU).
+  CHECK(run_flashcore(validate_args(c.dir(), c.path("with_bf16.safetensors"), "--max-ratio 0")).status == 0);
 }
 
 TEST_CASE("bad inputs: exit status 1 and exactly one line on stderr", "[cli][errors]") {
@@ -120,6 +150,16 @@ TEST_CASE("bad inputs: exit status 1 and exactly one line on stderr", "[cli][err
       {"reference without logits", [](const ScratchCheckpoint& c) {
          c.edit_header_json("reference.safetensors", [](json& h) { h.erase("logits"); });
        }, "needs tensors 'input_ids'"},
+      {"reference logits_bf16 of another shape", [](const ScratchCheckpoint& c) {
+         const TensorStore ref = TensorStore::open_file(c.path("reference.safetensors"));
+         const std::vector<float> logits = tensor_to_f32(*ref.find("logits"));
+         const std::vector<int64_t> ids = tensor_to_i64(*ref.find("input_ids"));
+         const int64_t n = int64_t(ids.size()), vocab = ref.find("logits")->shape[1];
+         write_safetensors(c.path("reference.safetensors"),
+                           {{"input_ids", DType::I64, {n}, ids.data()},
+                            {"logits", DType::F32, {n, vocab}, logits.data()},
+                            {"logits_bf16", DType::F32, {n - 1, vocab}, logits.data()}});
+       }, "'logits_bf16' has shape"},
   };
   for (const auto& k : cases) {
     INFO(k.what);

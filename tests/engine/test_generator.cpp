@@ -251,6 +251,35 @@ TEST_CASE("generate: a second turn on a reused KV cache equals one prefill of th
   CHECK(run(*fresh, whole, g).ids == second.ids);
 }
 
+TEST_CASE("stop strings typed on a command line: \\n, \\t and \\\\ are escapes, nothing else", "[generate][stop]") {
+  CHECK(unescape_stop_string("\\n\\n") == "\n\n");
+  CHECK(unescape_stop_string("a\\tb") == "a\tb");
+  CHECK(unescape_stop_string("C:\\\\dir") == "C:\\dir");        // \\ is one backslash
+  CHECK(unescape_stop_string("\\\\n") == "\\n");                // an escaped backslash, then a plain n
+  CHECK(unescape_stop_string("50\\% \\x") == "50\\% \\x");        // other escapes stay as typed
+  CHECK(unescape_stop_string("end\\") == "end\\");                // a trailing backslash stays
+  CHECK(unescape_stop_string("plain") == "plain");
+  CHECK(unescape_stop_string("") == "");
+}
+
+TEST_CASE("warm_up runs the request's shapes and leaves the KV cache as it found it", "[generate]") {
+  auto backend = cpu_backend();
+  KVCacheManager& kv = backend->kv_cache();
+  const int free_before = kv.free_blocks();
+  GenerationParams p;
+  p.sampling.temperature = 0.7f;
+  p.repetition_penalty = 1.3f;
+  CHECK(warm_up(*backend, 9, p) >= 0);
+  CHECK(kv.free_blocks() == free_before);
+  // A sequence created afterwards starts empty and generates what it would have without the warm-up.
+  const std::vector<int32_t> prompt = {1, 17, 42, 99};
+  p.max_new_tokens = 6;
+  p.sampling.seed = 3;
+  const auto warmed = run(*backend, prompt, p);
+  auto fresh = cpu_backend();
+  CHECK(run(*fresh, prompt, p).ids == warmed.ids);
+}
+
 TEST_CASE("bench accounting: LLaMA 3.1 8B reads 15.0 GB of weights and 128 KiB of K/V per token", "[bench]") {
   Config c;
   c.hidden_size = 4096;

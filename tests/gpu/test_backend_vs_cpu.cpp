@@ -1,9 +1,10 @@
 // The CUDA backend against the CPU fp32 backend (the oracle; it matches transformers to ~1e-6) on every
 // checkpoint under tests/data/models, found at run time, so a new fixture is covered without editing this
-// file. Tolerance: `flashcore validate --device cuda`'s (engine/validation.h default_tolerance(Cuda): rel
-// 3e-2, worst cosine 0.999, top-1 where the oracle's top-2 gap > 0.05, mean KL 2e-3): the CPU backend is
-// within 1e-4 of the HF fp32 reference (checked here too), so the CUDA backend may differ from it by what
-// it may differ from HF, no more.
+// file. Tolerance against the CPU oracle: tighter than `validate`'s absolute GPU bounds (which are sized
+// for deep models: engine/validation.h), sized for these two-layer fixtures, where bf16 rounding gives
+// rel 0.6e-2 to 1.6e-2: rel 3e-2, worst cosine 0.999, mean KL 2e-3, top-1 where the oracle's top-2 gap is
+// clear (> 0.05 and > 4x the position's rms error) at >= 98% of those positions. The CPU backend is within
+// 1e-4 of the HF fp32 reference (checked here too); against HF the CUDA logits get validate's own rules.
 //
 // Paths checked on each fixture:
 //  - prefill: one forward with logits at every position (run_validation's path a);
@@ -15,7 +16,8 @@
 //    one sequence dropping out half way; every step's logits against the CPU backend run on that
 //    sequence alone. The sequences' tokens differ at every position, so reading another sequence's KV
 //    blocks or returning rows out of order changes the logits.
-// The fixtures' head_dims (16, 24) take the generic attention kernel, not the head_dim 64/128 ones.
+// The fixtures cover head_dim 16 and 24 (the generic attention kernel) and 64 and 128 (the tensor-core
+// prefill and split-KV decode kernels).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -92,7 +94,17 @@ LogitComparison compare_rows(const std::vector<float>& ours, const std::vector<f
                              const ValidationTolerance& tol) {
   REQUIRE(ours.size() == static_cast<size_t>(rows) * vocab);
   REQUIRE(oracle.size() == static_cast<size_t>(rows) * vocab);
-  return compare_logits(ours.data(), oracle.data(), rows, vocab, tol.clear_gap);
+  return compare_logits(ours.data(), oracle.data(), rows, vocab, tol);
+}
+
+// The CUDA backend against the CPU oracle on the two-layer fixtures (see the header).
+ValidationTolerance cuda_vs_cpu_tolerance() {
+  ValidationTolerance t = default_tolerance(DeviceKind::Cuda);
+  t.max_rel_err = 3e-2;
+  t.min_cosine = 0.999;
+  t.max_mean_kl = 2e-3;
+  t.max_ratio_to_hf_bf16 = 0;
+  return t;
 }
 
 void check_within(const LogitComparison& c, const ValidationTolerance& tol, const std::string& what) {
@@ -107,6 +119,7 @@ void check_single_sequence(const std::string& name, const Checkpoint& ckpt, cons
   const int n = static_cast<int>(ref.ids.size()), vocab = ckpt.config.vocab_size;
   const ValidationTolerance cuda_tol = default_tolerance(DeviceKind::Cuda);
   const ValidationTolerance cpu_tol = default_tolerance(DeviceKind::Cpu);
+  const ValidationTolerance vs_cpu = cuda_vs_cpu_tolerance();
   const BackendOptions options = small_options(n, 1);
   auto cpu = make_cpu_backend(ckpt, options);
   struct Variant {
@@ -131,8 +144,8 @@ void check_single_sequence(const std::string& name, const Checkpoint& ckpt, cons
       const ValidationRun got = run_validation(*v.backend, ref.ids, ref.logits, cuda_tol, prefix);
       const LogitComparison prefill = compare_rows(got.prefill_logits, oracle.prefill_logits, n, vocab, cuda_tol);
       const LogitComparison decode = compare_rows(got.decode_logits, oracle.decode_logits, n, vocab, cuda_tol);
-      check_within(prefill, cuda_tol, "CUDA prefill vs CPU");
-      check_within(decode, cuda_tol, "CUDA decode vs CPU");
+      check_within(prefill, vs_cpu, "CUDA prefill vs CPU");
+      check_within(decode, vs_cpu, "CUDA decode vs CPU");
       check_within(got.prefill, cuda_tol, "CUDA prefill vs HF");
       check_within(got.decode, cuda_tol, "CUDA decode vs HF");
       CHECK(v.backend->kv_cache().free_blocks() == v.backend->kv_cache().num_blocks());
@@ -146,7 +159,7 @@ void check_single_sequence(const std::string& name, const Checkpoint& ckpt, cons
 // Three sequences stepping together through the CUDA backend against the CPU backend on each alone.
 void check_batch_decode(const std::string& name, const Checkpoint& ckpt, const Reference& ref) {
   const int n = static_cast<int>(ref.ids.size()), vocab = ckpt.config.vocab_size;
-  const ValidationTolerance tol = default_tolerance(DeviceKind::Cuda);
+  const ValidationTolerance tol = cuda_vs_cpu_tolerance();
   constexpr int kSeqs = 3;
   // Sequence s's tokens: the reference ids rotated by 5 s (so the sequences differ at every position).
   // Prompts of n - steps, 1 and about half that tokens; sequence 2 stops after half the steps, so the
