@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "model/llama_weights.h"
 #include "model/safetensors.h"
+#include "tests/model/checkpoint_mutator.h"
 #include "tests/test_util.h"
 
 namespace fc::test {
@@ -36,28 +37,16 @@ inline const char* weight_bug_name(WeightBug bug) {
   return "?";
 }
 
-// A copy of tests/data/models/<fixture> in a fresh temporary directory, deleted with the object.
+// A copy of tests/data/models/<fixture> in a fresh temporary directory (ScratchCheckpoint), deleted with
+// the object.
 class PerturbedFixture {
  public:
-  explicit PerturbedFixture(const std::string& fixture) {
-    std::random_device rd;
-    dir_ = std::filesystem::temp_directory_path() / ("fc_perturb_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(dir_);
-    for (const auto& entry : std::filesystem::directory_iterator(data_path("models/" + fixture))) {
-      std::filesystem::copy_file(entry.path(), dir_ / entry.path().filename());
-    }
-  }
-  ~PerturbedFixture() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  PerturbedFixture(const PerturbedFixture&) = delete;
-  PerturbedFixture& operator=(const PerturbedFixture&) = delete;
-  std::string dir() const { return dir_.string(); }
+  explicit PerturbedFixture(const std::string& fixture) : scratch_(fixture) {}
+  std::string dir() const { return scratch_.dir(); }
 
   // Rewrites model.safetensors (single-file checkpoints) with `bug` applied.
   void apply(WeightBug bug) const {
-    const std::string file = (dir_ / "model.safetensors").string();
+    const std::string file = scratch_.path("model.safetensors");
     const Config config = open_checkpoint(dir()).config;
     std::vector<TensorInfo> infos;
     std::vector<std::vector<unsigned char>> bytes;
@@ -129,7 +118,7 @@ class PerturbedFixture {
     }
   }
 
-  std::filesystem::path dir_;
+  ScratchCheckpoint scratch_;
 };
 
 }  // namespace fc::test
