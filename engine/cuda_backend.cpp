@@ -136,7 +136,8 @@ class CudaBackend final : public Backend {
     };
     // With NVTX ranges on (FC_NVTX=1), eager launches: a graph replay carries no host-side ranges.
     if (step.decode && ctx.fast_attention && options_.decode.cuda_graph && !nvtx_enabled()) {
-      graphs_.run({step.n_tokens, step.attn.num_splits, greedy ? 1 : 0}, s, launches);
+      const GraphCache::Key key{step.n_tokens, step.attn.num_splits, greedy ? 1 : 0};
+      if (!graphs_.replay(key, s)) graphs_.run(key, s, launches);
     } else {
       launches();
     }

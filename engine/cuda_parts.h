@@ -79,6 +79,10 @@ class GraphCache {
   GraphCache(const GraphCache&) = delete;
   GraphCache& operator=(const GraphCache&) = delete;
   ~GraphCache();
+  // Replays the graph captured for `key`; false when there is none yet (then call run()). The decode
+  // loop's common case: no std::function is built, nothing is allocated.
+  bool replay(const Key& key, cudaStream_t stream);
+  // The launches for a key without a graph: eagerly the first time, captured and replayed the second.
   void run(const Key& key, cudaStream_t stream, const std::function<void()>& launches);
   void clear();
 
