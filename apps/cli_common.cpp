@@ -1,5 +1,6 @@
 #include "apps/cli_common.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -47,11 +48,31 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   o.penalty_opt = app.add_option("--repetition-penalty", o.repetition_penalty, "HF repetition penalty (1 = off)")
                       ->check(CLI::PositiveNumber)
                       ->default_str("generation_config.json, else 1");
+  app.add_option("--presence-penalty", o.presence_penalty,
+                 "subtract this from the logit of every token generated so far (OpenAI; 0 = off)")
+      ->check(CLI::Range(-2.0, 2.0));
+  app.add_option("--frequency-penalty", o.frequency_penalty,
+                 "subtract this x the times a token was generated so far (OpenAI; 0 = off)")
+      ->check(CLI::Range(-2.0, 2.0));
   o.seed_opt = app.add_option("--seed", o.seed, "sampling seed: same seed, same text")
                    ->default_str("random, printed with the statistics");
   app.add_option("--device", o.device, "cuda or cpu")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--max-context", o.max_context, "context (KV cache) length in tokens")->check(CLI::PositiveNumber);
   add_check_weights_flag(app, o.check_weights);
+  add_quantize_option(app, o.quantize);
+}
+
+void add_quantize_option(CLI::App& app, std::string& quantize) {
+  app.add_option("--quantize", quantize,
+                 "fp8: quantize the attention and MLP weights on load (e4m3, one scale per output channel; "
+                 "embeddings and lm_head stay as stored)")
+      ->check(CLI::IsMember({"fp8"}));
+}
+
+WeightFormat weight_format(const std::string& quantize) {
+  if (quantize.empty()) return WeightFormat::kAsStored;
+  if (quantize == "fp8") return WeightFormat::kFp8;
+  fail("--quantize {}: unknown format (expected fp8)", quantize);
 }
 
 void add_check_weights_flag(CLI::App& app, bool& check_weights) {
@@ -68,7 +89,7 @@ void check_weights_if_asked(const Checkpoint& checkpoint, bool check_weights) {
                bytes >= 1e9 ? fmt::format("{:.2f} GB", bytes / 1e9) : fmt::format("{:.1f} MB", bytes / 1e6));
 }
 
-LoadedModel load_model(const ModelOptions& o) {
+LoadedModel load_model(const ModelOptions& o, const BackendOptions& backend) {
   const DeviceKind device = parse_device(o.device);
   const auto t0 = std::chrono::steady_clock::now();
   LoadedModel m;
@@ -100,13 +121,16 @@ LoadedModel load_model(const ModelOptions& o) {
     p.sampling.seed = static_cast<uint64_t>(entropy()) << 32 | entropy();
     m.random_seed = true;
   }
-  p.repetition_penalty = given(o.penalty_opt) ? o.repetition_penalty : g.repetition_penalty.value_or(1.f);
+  p.sampling.repetition_penalty = given(o.penalty_opt) ? o.repetition_penalty : g.repetition_penalty.value_or(1.f);
+  p.sampling.presence_penalty = o.presence_penalty;
+  p.sampling.frequency_penalty = o.frequency_penalty;
   p.max_new_tokens = o.max_new_tokens > 0 ? o.max_new_tokens : g.max_new_tokens.value_or(256);
   p.stop_ids = chat_stop_ids(*m.tokenizer, m.config_eos);
 
-  BackendOptions bo;
+  BackendOptions bo = backend;
   bo.max_context = std::min(o.max_context, ckpt.config.max_position_embeddings);
   bo.show_progress = !global_options().quiet;
+  bo.weights = weight_format(o.quantize);
   m.backend = make_backend(device, ckpt, bo);
   m.load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   m.weight_bytes = static_cast<double>(ckpt.store.total_bytes());
@@ -151,5 +175,24 @@ void install_interrupt_handler() {
 
 bool interrupted() { return g_interrupted != 0; }
 void clear_interrupt() { g_interrupted = 0; }
+
+uint64_t draw_random_seed() {
+  std::random_device entropy;
+  return static_cast<uint64_t>(entropy()) << 32 | entropy();
+}
+
+GenerationText::GenerationText(const Tokenizer& tokenizer, std::vector<int32_t> stop_ids,
+                               std::vector<std::string> stop_strings)
+    : stream_(tokenizer, /*skip_special=*/true), stops_(std::move(stop_strings)), stop_ids_(std::move(stop_ids)) {}
+
+std::string GenerationText::push(int32_t id) {
+  if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) return {};
+  return stops_.push(stream_.push(id));
+}
+
+std::string GenerationText::finish() {
+  if (stops_.stopped()) return {};
+  return stops_.push(stream_.flush()) + stops_.flush();
+}
 
 }  // namespace fc::cli

@@ -9,7 +9,8 @@
 //
 // Timing: every forward_sample() ends with a stream synchronize (the sampled ids are copied to the
 // host), so host steady_clock around each call is the step's wall time, launch overhead included
-// (what a user waits for). Decode steps use greedy sampling on the GPU: only the ids cross to the host.
+// (what a user waits for). Decode steps sample on the GPU (only the ids cross to the host): greedily, and
+// when sampling options are given, each case a second time with them (the sampler's cost, same run).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,11 +39,26 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
   std::string model_dir, synthetic, json_path, device = "cuda";
+  std::string quantize;  // --quantize fp8 ("" = as stored)
   std::vector<int> prompt_lens{128, 512, 2048}, contexts{0, 8192, 32768}, batches{1, 8, 32};
   int gen_len = 128, warmup = 1, iters = 3, block_size = 16;
   uint64_t seed = 1;
   bool ablate = false;
+  SamplingParams sampling{0.f};  // --temperature etc.: a second decode row per case with this sampler
+  bool sampled() const { return sampling.temperature > 0 || sampling_has_penalty(sampling); }
 };
+
+// How a decode row chose its tokens, for the table and the JSON.
+std::string sampler_name(const SamplingParams& p) {
+  std::string s = p.temperature > 0 ? fmt::format("T {:g}", p.temperature) : "greedy";
+  if (p.temperature > 0 && p.top_k > 0) s += fmt::format(" k {}", p.top_k);
+  if (p.temperature > 0 && p.top_p < 1) s += fmt::format(" p {:g}", p.top_p);
+  if (p.temperature > 0 && p.min_p > 0) s += fmt::format(" min-p {:g}", p.min_p);
+  if (p.repetition_penalty != 1) s += fmt::format(" rep {:g}", p.repetition_penalty);
+  if (p.presence_penalty != 0) s += fmt::format(" pres {:g}", p.presence_penalty);
+  if (p.frequency_penalty != 0) s += fmt::format(" freq {:g}", p.frequency_penalty);
+  return s;
+}
 
 // The ablation variants: everything on, then each part of the decode fast path off alone, then all off
 // (cuBLASLt for every product, unfused kernels, eager launches).
@@ -128,9 +144,10 @@ json bench_prefill(Backend& backend, int prompt_len, int chunk, const BenchOptio
           {"samples_ms", samples}};
 }
 
-// gen_len greedy decode steps for `batch` sequences that each hold `context` tokens, timed per step.
+// gen_len decode steps for `batch` sequences that each hold `context` tokens, timed per step, with the
+// sampler `sp` (each sequence its own seed; the draw of position p, as generate makes it).
 json bench_decode(Backend& backend, int batch, int context, double copy_gbs, const BenchOptions& o,
-                  std::mt19937_64& rng) {
+                  const SamplingParams& sp, std::mt19937_64& rng) {
   KVCacheManager& kv = backend.kv_cache();
   const Config& c = backend.config();
   std::vector<int> seqs(batch);
@@ -140,15 +157,22 @@ json bench_decode(Backend& backend, int batch, int context, double copy_gbs, con
     kv.set_length(s, context);
   }
   const std::vector<int> ones(batch, 1);
-  const std::vector<SamplingParams> greedy(batch, SamplingParams{0.f});
+  std::vector<SamplingParams> params(batch, sp);
+  for (int b = 0; b < batch; ++b) params[b].seed = sp.seed + b;
   std::vector<int32_t> tokens = random_tokens(batch, c.vocab_size, rng);
   std::vector<double> samples;
   double bytes_sum = 0;
   for (int it = 0; it < o.warmup + o.iters; ++it) {
     for (int s : seqs) kv.truncate(s, context);
+    // Penalties read a history: each sequence's context is taken to be random ids (the cost does not
+    // depend on what they are).
+    if (sampling_has_penalty(sp)) {
+      for (int s : seqs) backend.set_sampling_history(s, random_tokens(std::min(context, 4096), c.vocab_size, rng));
+    }
     for (int step = 0; step < o.gen_len; ++step) {
+      for (SamplingParams& p : params) p.step = static_cast<uint64_t>(context + step + 1);
       const auto t0 = Clock::now();
-      backend.forward_sample({seqs, ones, tokens, false}, greedy, tokens);
+      backend.forward_sample({seqs, ones, tokens, false}, params, tokens);
       const double ms = ms_since(t0);
       if (it < o.warmup) continue;
       samples.push_back(ms);
@@ -163,6 +187,7 @@ json bench_decode(Backend& backend, int batch, int context, double copy_gbs, con
   const double gbs = bytes_per_step / (mean_ms / 1e3) / 1e9;
   json r = {{"batch", batch},
             {"context", context},
+            {"sampler", sampler_name(sp)},
             {"gen_len", o.gen_len},
             {"ms_per_step_p50", percentile(samples, 50)},
             {"ms_per_step_p90", percentile(samples, 90)},
@@ -265,6 +290,7 @@ int run_bench(const BenchOptions& o) {
   bo.max_sequences = max_batch;
   bo.max_batch_tokens = std::max(chunk, max_batch);
   bo.show_progress = !quiet;
+  bo.weights = weight_format(o.quantize);
   const auto t_load = Clock::now();
   std::unique_ptr<Backend> backend = ckpt ? make_backend(device, *ckpt, bo)
                                           : make_synthetic_cuda_backend(config, o.seed, bo);
@@ -305,17 +331,32 @@ int run_bench(const BenchOptions& o) {
   }
 
   out["decode"] = json::array();
-  std::printf("\n%5s %8s %9s %9s %9s %10s %10s %9s %9s %8s\n", "batch", "context", "p50 ms", "p90 ms", "p99 ms",
-              "tok/s", "MB/step", "GB/s", "floor ms", "roofline");
+  std::vector<SamplingParams> samplers = {SamplingParams{0.f}};
+  if (o.sampled()) samplers.push_back(o.sampling);
+  const size_t name_width = samplers.size() > 1 ? sampler_name(o.sampling).size() : 6;
+  std::printf("\n%5s %8s %-*s %9s %9s %9s %10s %10s %9s %9s %8s\n", "batch", "context", int(name_width), "sampler",
+              "p50 ms", "p90 ms", "p99 ms", "tok/s", "MB/step", "GB/s", "floor ms", "roofline");
   for (const DecodeCase& d : decode_cases) {
-    json r = bench_decode(*backend, d.batch, d.context, copy_gbs, o, rng);
-    memory.sample();
-    std::printf("%5d %8d %9.3f %9.3f %9.3f %10.1f %10.1f %9.0f %9.3f %7.1f%%\n", d.batch, d.context,
-                r["ms_per_step_p50"].get<double>(), r["ms_per_step_p90"].get<double>(),
-                r["ms_per_step_p99"].get<double>(), r["tok_s"].get<double>(), r["bytes_per_step"].get<double>() / 1e6,
-                r["achieved_gbs"].get<double>(), r.value("floor_ms", 0.0), r.value("roofline_pct", 0.0));
-    std::fflush(stdout);
-    out["decode"].push_back(std::move(r));
+    double greedy_p50 = 0;
+    for (const SamplingParams& sp : samplers) {
+      json r = bench_decode(*backend, d.batch, d.context, copy_gbs, o, sp, rng);
+      memory.sample();
+      const double p50 = r["ms_per_step_p50"].get<double>();
+      std::printf("%5d %8d %-*s %9.3f %9.3f %9.3f %10.1f %10.1f %9.0f %9.3f %7.1f%%", d.batch, d.context,
+                  int(name_width), r["sampler"].get<std::string>().c_str(), p50, r["ms_per_step_p90"].get<double>(),
+                  r["ms_per_step_p99"].get<double>(), r["tok_s"].get<double>(),
+                  r["bytes_per_step"].get<double>() / 1e6, r["achieved_gbs"].get<double>(), r.value("floor_ms", 0.0),
+                  r.value("roofline_pct", 0.0));
+      if (greedy_p50 > 0) {
+        r["vs_greedy"] = p50 / greedy_p50;
+        std::printf("  %+.1f%% vs greedy", 100.0 * (p50 / greedy_p50 - 1));
+      } else {
+        greedy_p50 = p50;
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+      out["decode"].push_back(std::move(r));
+    }
   }
   out["skipped"] = skipped;
   if (o.ablate && cuda) {
@@ -328,7 +369,7 @@ int run_bench(const BenchOptions& o) {
       double base = 0;
       for (const Variant& v : ablation_variants()) {
         backend->set_decode_options(v.options);
-        json r = bench_decode(*backend, d.batch, d.context, copy_gbs, o, rng);
+        json r = bench_decode(*backend, d.batch, d.context, copy_gbs, o, SamplingParams{0.f}, rng);
         const double p50 = r["ms_per_step_p50"].get<double>();
         if (base == 0) base = p50;
         std::printf("%-22s %5d %8d %9.3f %+9.3f %8.1f%%\n", v.name, d.batch, d.context, p50, p50 - base,
@@ -361,6 +402,7 @@ Runner add_bench_command(CLI::App& app) {
   app.footer(
       "Examples:\n"
       "  flashcore bench --synthetic llama-3.1-8b --json bench.json\n"
+      "  flashcore bench --synthetic llama-3.1-8b --prompt-len 16 --context 0 --batch 1 --temperature 0.6 --top-p 0.9\n"
       "  flashcore bench --model ~/models/Llama-3.2-1B --prompt-len 512 --context 0,4096 --batch 1,16");
   app.add_option("--model", o->model_dir, "Hugging Face model directory");
   // Checked at parse time, before the GPU is touched: a mistyped name fails at once, listing the names.
@@ -379,6 +421,20 @@ Runner add_bench_command(CLI::App& app) {
   app.add_option("--seed", o->seed, "seed of the random weights and token ids");
   app.add_option("--device", o->device, "cuda or cpu (cpu: --model only)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--json", o->json_path, "write every measurement (samples included) to this JSON file");
+  add_quantize_option(app, o->quantize);
+  // A second decode row per case with this sampler (seeded per sequence; penalties over a random context).
+  SamplingParams& sp = o->sampling;
+  app.add_option("--temperature", sp.temperature, "also decode each case with this temperature (0: greedy only)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-k", sp.top_k, "top-k of that sampler (0 = off)")->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", sp.top_p, "top-p of that sampler (1 = off)")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--min-p", sp.min_p, "min-p of that sampler (0 = off)")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--repetition-penalty", sp.repetition_penalty, "repetition penalty of that sampler (1 = off)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--presence-penalty", sp.presence_penalty, "presence penalty of that sampler (0 = off)")
+      ->check(CLI::Range(-2.0, 2.0));
+  app.add_option("--frequency-penalty", sp.frequency_penalty, "frequency penalty of that sampler (0 = off)")
+      ->check(CLI::Range(-2.0, 2.0));
   app.add_flag("--ablate", o->ablate,
                "after the main table, rerun the decode cases of batch <= 8 with each part of the decode fast path "
                "switched off alone (CUDA graph, PDL, fusion, one-CTA-per-SM attention split, bulk-copy GEMV, "

@@ -1,4 +1,5 @@
 // flashcore validate --model DIR --reference REF.safetensors [--device cpu|cuda] [--dump-logits OUT] [--check-weights]
+//                    [--quantize fp8]
 // The verdict rules (CPU fp32 bounds; GPU against HF's own bf16 error, or bf16 bounds) are in engine/validation.h.
 #include <cstdio>
 
@@ -23,6 +24,7 @@ struct ValidateOptions {
   double max_rel_err = -1, min_cosine = -1, clear_gap = -1, max_kl = -1, min_top1_rate = -1, max_ratio = -1;
   int block_size = 16;
   bool check_weights = false;
+  std::string quantize;  // --quantize fp8: judged by the quantized-weights bounds (engine/validation.h)
 };
 
 // Columns 1-7 (path max_abs rel_err min_cos top1 mean_KL ok|FAIL) are what scripts/gpu.sh reads; with HF's
@@ -66,7 +68,8 @@ int run_validate(const ValidateOptions& o) {
   const ValidationReference ref = load_validation_reference(o.reference, vocab);
   const int n = static_cast<int>(ref.ids.size());
 
-  ValidationTolerance tol = default_tolerance(device);
+  const WeightFormat weights = weight_format(o.quantize);
+  ValidationTolerance tol = default_tolerance(device, weights);
   if (o.max_rel_err >= 0) tol.max_rel_err = o.max_rel_err;
   if (o.min_cosine >= 0) tol.min_cosine = o.min_cosine;
   if (o.clear_gap >= 0) tol.clear_gap = o.clear_gap;
@@ -78,11 +81,16 @@ int run_validate(const ValidateOptions& o) {
   bo.kv_block_size = o.block_size;
   bo.max_context = std::max(n, 1);
   bo.max_sequences = 1;
+  bo.weights = weights;
   auto backend = make_backend(device, ckpt, bo);
   const ValidationRun run = run_validation(*backend, ref.ids, ref.logits, tol, o.prefix);
   const ValidationVerdict verdict = judge_run(run, ref.logits, ref.logits_bf16, vocab, tol);
 
   std::printf("validate %s on %s: %d tokens, vocab %d\n", o.model_dir.c_str(), o.device.c_str(), n, vocab);
+  if (weights == WeightFormat::kFp8) {
+    std::printf("weights: quantized to FP8 on load (--quantize fp8), judged against the unquantized model's "
+                "reference with bounds for FP8 weights\n");
+  }
   print_rule(tol, device, verdict.prefill.has_hf_bf16);
   std::printf("%-8s %9s %9s %10s %13s %10s  %-4s", "path", "max_abs", "rel_err", "min_cos", "top1 agree", "mean_KL",
               "");
@@ -125,6 +133,7 @@ Runner add_validate_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   app.add_option("--block-size", o->block_size, "KV cache block size in tokens")->check(CLI::Range(1, 1024));
   add_check_weights_flag(app, o->check_weights);
+  add_quantize_option(app, o->quantize);
   // The overrides' defaults depend on --device (engine/validation.cpp default_tolerance); -1 = not given.
   app.add_option("--max-rel-err", o->max_rel_err, "override: largest ||ours-ref||/||ref|| (no logits_bf16)")
       ->default_str("cpu 1e-4, cuda 0.15");

@@ -14,5 +14,6 @@ Runner add_tokenize_command(CLI::App& app);
 Runner add_generate_command(CLI::App& app);
 Runner add_chat_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+Runner add_batch_command(CLI::App& app);
 
 }  // namespace fc::cli

@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   };
   add("validate", "Compare logits with a Hugging Face reference file", fc::cli::add_validate_command);
   add("generate", "Generate text from a prompt (streams to stdout)", fc::cli::add_generate_command);
+  add("batch", "Run many prompts from a JSON Lines file with continuous batching (results as JSON Lines)",
+      fc::cli::add_batch_command);
   add("chat", "Interactive multi-turn chat (reads turns line by line; /reset, /exit)", fc::cli::add_chat_command);
   add("bench", "Prefill and decode latency, bandwidth roofline (--synthetic: random weights on the GPU)",
       fc::cli::add_bench_command);

@@ -1,5 +1,8 @@
 #include "core/dtype.h"
 
+#include <cmath>
+#include <limits>
+
 #include "core/error.h"
 
 namespace fc {
@@ -12,6 +15,7 @@ size_t dtype_size(DType dtype) {
     case DType::I64: return 8;
     case DType::I32: return 4;
     case DType::U8: return 1;
+    case DType::F8_E4M3: return 1;
   }
   return 0;
 }
@@ -24,6 +28,7 @@ const char* dtype_name(DType dtype) {
     case DType::I64: return "I64";
     case DType::I32: return "I32";
     case DType::U8: return "U8";
+    case DType::F8_E4M3: return "F8_E4M3";
   }
   return "?";
 }
@@ -31,7 +36,7 @@ const char* dtype_name(DType dtype) {
 bool parse_dtype(const std::string& name, DType* out) {
   static const struct { const char* name; DType dtype; } table[] = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
-      {"I64", DType::I64}, {"I32", DType::I32}, {"U8", DType::U8}};
+      {"I64", DType::I64}, {"I32", DType::I32}, {"U8", DType::U8}, {"F8_E4M3", DType::F8_E4M3}};
   for (const auto& entry : table) {
     if (name == entry.name) {
       *out = entry.dtype;
@@ -94,6 +99,65 @@ uint16_t f32_to_f16(float f) {
 }
 
 namespace {
+
+// The 256 e4m3fn values, built once from the definition: exponent field e, mantissa m:
+// e == 0: m * 2^-9 (subnormal); 0 < e: (1 + m/8) * 2^(e-7); e == 15 and m == 7: NaN.
+struct E4m3Table {
+  float value[256];
+  E4m3Table() {
+    for (int code = 0; code < 256; ++code) {
+      const int e = (code >> 3) & 0xf, m = code & 7;
+      float v;
+      if (e == 15 && m == 7) {
+        v = std::numeric_limits<float>::quiet_NaN();
+      } else if (e == 0) {
+        v = std::ldexp(static_cast<float>(m), -9);
+      } else {
+        v = std::ldexp(static_cast<float>(8 + m), e - 10);  // (8 + m) / 8 * 2^(e-7)
+      }
+      value[code] = (code & 0x80) ? -v : v;
+    }
+  }
+};
+const E4m3Table& e4m3_table() {
+  static const E4m3Table table;
+  return table;
+}
+
+}  // namespace
+
+float e4m3_to_f32(uint8_t code) { return e4m3_table().value[code]; }
+
+uint8_t f32_to_e4m3(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
+  const uint32_t abs = u & 0x7fffffffu;
+  if (abs > 0x7f800000u) return 0x7f;              // NaN
+  if (abs >= 0x43e00000u) return sign | 0x7e;      // >= 448 (Inf included): saturate
+  if (abs < 0x3c800000u) {                         // below 2^-6, the smallest normal: subnormal grid m * 2^-9
+    // |f| * 2^9 is exact (a power-of-two scale, no overflow) and < 8; round it to the nearest integer,
+    // ties to even. 8 is code 0x08, which is 2^-6: the carry into the smallest normal is the right code.
+    float a;
+    std::memcpy(&a, &abs, sizeof a);
+    const float scaled = a * 512.0f;
+    const float below = std::floor(scaled);
+    const float rest = scaled - below;  // exact: both are < 8 with at most 24 significant bits
+    uint32_t m = static_cast<uint32_t>(below);
+    if (rest > 0.5f || (rest == 0.5f && (m & 1u))) ++m;
+    return static_cast<uint8_t>(sign | m);
+  }
+  // Normal: keep 3 of fp32's 23 mantissa bits, rounding the 20 dropped bits to nearest even. A carry out
+  // of the mantissa bumps the exponent, which is the right code; |f| < 448 never rounds past 0x7e.
+  const uint32_t exponent = (abs >> 23) - 127 + 7;  // 1..8+7
+  const uint32_t mantissa = (abs >> 20) & 7u;
+  const uint32_t dropped = abs & 0xfffffu;
+  uint32_t code = (exponent << 3) | mantissa;
+  if (dropped > 0x80000u || (dropped == 0x80000u && (mantissa & 1u))) ++code;
+  return static_cast<uint8_t>(sign | code);
+}
+
+namespace {
 template <typename Fn>
 void convert_elements(DType dtype, const void* src, size_t count, Fn&& store) {
   const unsigned char* bytes = static_cast<const unsigned char*>(src);
@@ -119,6 +183,11 @@ void convert_elements(DType dtype, const void* src, size_t count, Fn&& store) {
         store(i, bf16_to_f32(h));
       }
       return;
+    case DType::F8_E4M3: {
+      const float* table = e4m3_table().value;
+      for (size_t i = 0; i < count; ++i) store(i, table[bytes[i]]);
+      return;
+    }
     default:
       fail("cannot convert a {} tensor to floating point", dtype_name(dtype));
   }

@@ -27,7 +27,15 @@ struct DecodeOptions {
   // occupancy (2); batches always use the occupancy (batch 8 at 4k measured 0.5-1% slower with one).
   bool attn_one_cta_per_sm = true;
 };
+// How the backend holds the attention and MLP projection weights (embeddings, norms and lm_head are
+// never quantized).
+enum class WeightFormat {
+  kAsStored,  // as the checkpoint stores them (an FP8 checkpoint's projections stay FP8)
+  kFp8,       // --quantize fp8: projections stored F32/F16/BF16 are quantized on load to e4m3 with one scale
+              // per output channel (model/quantization.h); those stored FP8 keep their own scales
+};
 struct BackendOptions {
+  WeightFormat weights = WeightFormat::kAsStored;
   int kv_block_size = 16;
   int max_context = 0;     // tokens per sequence; 0 = the model's max_position_embeddings
   int kv_blocks = 0;       // KV pool size in blocks; 0 = enough for max_sequences full contexts
@@ -63,20 +71,20 @@ class Backend {
   // (one entry per sequence; the caller sets each step) -> ids (one per sequence). Same ids on every
   // backend for the same logits. The CUDA backend samples on the GPU so only the ids cross to the host
   // (a 128k-vocab fp32 logits row is 513 KB; at batch 32 the copy alone would cost ~1 ms per step).
+  // A row with a penalty reads its sequence's history and adds its id to it; the history must have been
+  // set for this request (set_sampling_history).
   virtual void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
-                              std::vector<int32_t>& ids) {
-    std::vector<float> logits;
-    forward(batch, logits);
-    const int vocab = config().vocab_size;
-    ids.resize(params.size());
-    for (size_t r = 0; r < params.size(); ++r) {
-      const SamplingParams& p = params[r];
-      ids[r] = sample_ref(logits.data() + r * vocab, vocab, p, sampling_random(p.seed, p.step)).id;
-    }
-  }
+                              std::vector<int32_t>& ids);
+  // Starts a request's penalty history for `seq_id`: the ids of its context (prompt, earlier turns) are
+  // marked, the generated counts are zero. Call it before the request's first forward_sample when any of
+  // its penalties is on (and again when a preempted request is recomputed).
+  virtual void set_sampling_history(int seq_id, const std::vector<int32_t>& context);
 
   // Bytes of device memory this backend holds (weights, KV pool, workspaces); 0 on the CPU.
   virtual size_t device_memory_bytes() const { return 0; }
+
+ private:
+  std::vector<std::vector<uint32_t>> histories_;  // per sequence id, for the host sampler above
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const Checkpoint& checkpoint, const BackendOptions& options);

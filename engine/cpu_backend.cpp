@@ -1,8 +1,10 @@
 // The CPU reference backend: the LLaMA forward in fp32, op by op from kernels/*_ref.cpp. It is the
-// oracle for the CUDA backend and what CI runs end to end. Written for clarity; it mirrors the CUDA
+// oracle for the CUDA backend and what CI runs end to end. FP8 projections (checkpoint or --quantize fp8)
+// are dequantized exactly at load (model/quantization.h), so it is the oracle for FP8 weights too. Written for clarity; it mirrors the CUDA
 // backend's structure (fused QKV and gate/up weights, residual add fused into the next RMSNorm) so a
 // reader can set the two side by side.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include <spdlog/spdlog.h>
@@ -14,12 +16,13 @@
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/rope.h"
+#include "model/quantization.h"
 
 namespace fc {
 
 namespace {
 
-// Rows of `tensors`, each converted to fp32, stacked in order: fuses Q/K/V and gate/up.
+// Rows of `tensors` (F32/F16/BF16: embeddings and norms), each converted to fp32, stacked in order.
 std::vector<float> stack_f32(std::initializer_list<const TensorInfo*> tensors) {
   size_t total = 0;
   for (const TensorInfo* t : tensors) total += static_cast<size_t>(t->numel());
@@ -31,6 +34,49 @@ std::vector<float> stack_f32(std::initializer_list<const TensorInfo*> tensors) {
   }
   return out;
 }
+
+// Projection weights in fp32 as the model computes with them, parts stacked in order (fused Q/K/V and
+// gate/up). FP8 parts are dequantized exactly (code x fp32 scale, model/quantization.h); with
+// WeightFormat::kFp8 the F32/F16/BF16 parts are quantized per output channel first and dequantized the
+// same way, so the CPU computes with exactly the weights an FP8 GPU path holds.
+class ProjectionLoader {
+ public:
+  explicit ProjectionLoader(WeightFormat format) : format_(format) {}
+
+  std::vector<float> operator()(std::initializer_list<ProjectionTensors> parts) {
+    size_t total = 0;
+    for (const ProjectionTensors& p : parts) total += static_cast<size_t>(p.weight->numel());
+    std::vector<float> out(total);
+    float* dst = out.data();
+    for (const ProjectionTensors& p : parts) {
+      projection_to_f32(p, dst);
+      const int64_t rows = p.weight->shape[0], cols = p.weight->shape[1];
+      if (format_ == WeightFormat::kFp8 && !p.fp8()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        dequantize_fp8(quantize_fp8_per_channel(dst, rows, cols, p.weight->file + ": tensor '" + p.weight->name + "'"),
+                       dst);
+        quantize_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++quantized_;
+        quantized_weights_ += rows * cols;
+      }
+      dst += rows * cols;
+    }
+    return out;
+  }
+
+  // One log line: what --quantize fp8 did and how long it took.
+  void report() const {
+    if (format_ != WeightFormat::kFp8) return;
+    spdlog::info("--quantize fp8: quantized {} projection weights ({:.2f} M parameters) to e4m3 per output "
+                 "channel in {:.3f} s (CPU: dequantized again to fp32)",
+                 quantized_, quantized_weights_ / 1e6, quantize_s_);
+  }
+
+ private:
+  WeightFormat format_;
+  int quantized_ = 0;
+  double quantized_weights_ = 0, quantize_s_ = 0;
+};
 
 struct CpuLayer {
   std::vector<float> attn_norm;  // (hidden)
@@ -52,16 +98,18 @@ class CpuBackend final : public Backend {
     embed_ = stack_f32({t.embed});
     final_norm_ = stack_f32({t.final_norm});
     if (t.lm_head != t.embed) lm_head_ = stack_f32({t.lm_head});
+    ProjectionLoader projection(options.weights);
     for (const auto& l : t.layers) {
       CpuLayer layer;
       layer.attn_norm = stack_f32({l.attn_norm});
-      layer.wqkv = stack_f32({l.wq, l.wk, l.wv});
-      layer.wo = stack_f32({l.wo});
+      layer.wqkv = projection({{l.wq, &l.wq_scale}, {l.wk, &l.wk_scale}, {l.wv, &l.wv_scale}});
+      layer.wo = projection({{l.wo, &l.wo_scale}});
       layer.mlp_norm = stack_f32({l.mlp_norm});
-      layer.w_gate_up = stack_f32({l.w_gate, l.w_up});
-      layer.w_down = stack_f32({l.w_down});
+      layer.w_gate_up = projection({{l.w_gate, &l.w_gate_scale}, {l.w_up, &l.w_up_scale}});
+      layer.w_down = projection({{l.w_down, &l.w_down_scale}});
       layers_.push_back(std::move(layer));
     }
+    projection.report();
     inv_freq_ = rope_inv_freq(config_.head_dim, config_.rope_theta,
                               config_.rope_llama3 ? &*config_.rope_llama3 : nullptr);
   }

@@ -13,14 +13,23 @@
 #include "engine/backend.h"
 #include "engine/batch_plan.h"
 #include "engine/cuda_parts.h"
+#include "engine/fp8_support.h"
 #include "engine/memory_plan.h"
 #include "engine/nvtx.h"
 #include "kernels/attention_prefill.cuh"
 #include "kernels/sampling.cuh"
+#include "kernels/sampling_block.cuh"
 
 namespace fc {
 
 namespace {
+
+// The one-launch sampler (kernels/sampling.cuh: rows over many blocks, penalties on the device, inside the
+// decode graph) is written and its GPU tests compiled, but it has not run on a GPU yet; until it has
+// (tests/gpu/test_sampling.cpp, test_backend_sampling.cpp; bench --temperature), steps take the
+// verified kernels of kernels/sampling_block.cuh and penalties the host sampler. Flip, measure, then
+// delete the other path.
+constexpr bool kOneLaunchSampler = false;
 
 using namespace cuda;
 
@@ -44,6 +53,7 @@ class CudaBackend final : public Backend {
   CudaBackend(const Config& config, const Checkpoint* ckpt, uint64_t seed, const BackendOptions& options)
       : config_(config), options_(options), kv_(checked_kv_cache(config, options)),
         layout_(device_layout(config, options, ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed)) {
+    require_cuda_fp8_support(ckpt, options);  // until the FP8 kernels land (issue 16)
     if (!uses_fast_attention(config_)) {
       spdlog::warn("head_dim {}: using the generic (slow) attention kernel; the tensor-core kernels cover 64 and 128",
                    config_.head_dim);
@@ -98,13 +108,24 @@ class CudaBackend final : public Backend {
     commit_batch(batch, plan, kv_);
   }
 
-  // The sampler runs on the GPU over the logits in device memory; one copy of the params up, one of
-  // the ids down. Greedy rows (all of them: the common case) take the argmax kernel (13 us vs 44+).
-  // A decode step (one token per sequence) is a CUDA graph replay: the plan and params are copied into
-  // the fixed device buffers the graph reads, the graph runs, the ids come back; one sync per step.
+  // The sampler runs on the GPU over the logits in device memory: one copy of the params (and history
+  // slots) up, one of the ids down. A decode step (one token per sequence) is a CUDA graph replay: the
+  // plan and params are copied into the fixed device buffers the graph reads, the graph runs (the
+  // sampler is its last kernel), the ids come back; one sync per step.
+  //
+  // Two samplers, until the new one has run on a GPU (kOneLaunchSampler; docs/PERFORMANCE.md,
+  // "Sampling"): today greedy rows take argmax and sampled rows one block per row
+  // (kernels/sampling_block.cuh), and a step with a penalty reads its logits back and samples on the
+  // host (Backend::forward_sample); the one-launch sampler (kernels/sampling.cuh) spreads each row over
+  // many blocks and applies the penalties from the device-resident histories, inside the graph.
   void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
                       std::vector<int32_t>& ids) override {
     if (batch.all_logits) fail("forward_sample: all_logits is not supported (one id per sequence)");
+    const bool any_penalty = std::any_of(params.begin(), params.end(), sampling_has_penalty);
+    if (!kOneLaunchSampler && any_penalty) {
+      Backend::forward_sample(batch, params, ids);
+      return;
+    }
     const BatchPlan plan = plan_batch(batch, kv_, config_.vocab_size);
     const StepShape step = step_shape(batch, plan);
     const int rows = step.logit_rows;
@@ -115,28 +136,37 @@ class CudaBackend final : public Backend {
     const int vocab = config_.vocab_size;
     if (vocab > kMaxSamplingVocab) fail("GPU sampling supports a vocabulary of at most {}", kMaxSamplingVocab);
     const bool greedy = std::all_of(params.begin(), params.end(), [](const SamplingParams& p) {
-      return !(p.temperature > 0);
+      return !(p.temperature > 0) && !sampling_has_penalty(p);
     });
+    SamplingParams* host_params = ws_.host_params.as<SamplingParams>();
+    int32_t* host_slots = reinterpret_cast<int32_t*>(host_params + rows);
+    for (int r = 0; r < rows; ++r) {
+      host_params[r] = params[r];
+      host_slots[r] = sampling_has_penalty(params[r]) ? history_slot(batch.seq_ids[r]) : -1;
+    }
     cudaStream_t s = stream_.get();
     upload_plan(batch, plan, s);
-    if (!greedy) {
-      std::copy(params.begin(), params.end(), ws_.host_params.as<SamplingParams>());
-      CUDA_CHECK(cudaMemcpyAsync(ws_.sample_params, ws_.host_params.as<SamplingParams>(),
-                                 rows * sizeof(SamplingParams), cudaMemcpyHostToDevice, s));
+    if (kOneLaunchSampler || !greedy) {
+      CUDA_CHECK(cudaMemcpyAsync(ws_.sample_params, host_params, rows * (sizeof(SamplingParams) + sizeof(int32_t)),
+                                 cudaMemcpyHostToDevice, s));
     }
     const StepContext ctx = context();
     auto launches = [&] {
       run_step(ctx, step, [&](int, int) {
-        if (greedy) {
+        if (kOneLaunchSampler) {
+          sample(ws_.logits, rows, vocab, ws_.sample_params,
+                 SamplingHistory{ws_.sample_history, ws_.sample_slots(rows)}, ws_.sample_scratch, ws_.sample_ids, s);
+        } else if (greedy) {
           argmax(ws_.logits, rows, vocab, ws_.sample_ids, s);
         } else {
-          sample(ws_.logits, rows, vocab, ws_.sample_params, ws_.sample_ids, s);
+          sample_one_block_per_row(ws_.logits, rows, vocab, ws_.sample_params, ws_.sample_ids, s);
         }
       });
     };
     // With NVTX ranges on (FC_NVTX=1), eager launches: a graph replay carries no host-side ranges.
     if (step.decode && ctx.fast_attention && options_.decode.cuda_graph && !nvtx_enabled()) {
-      const GraphCache::Key key{step.n_tokens, step.attn.num_splits, greedy ? 1 : 0};
+      // One graph per sampler kernel: the one-launch sampler serves greedy and sampled rows alike.
+      const GraphCache::Key key{step.n_tokens, step.attn.num_splits, !kOneLaunchSampler && greedy ? 1 : 0};
       if (!graphs_.replay(key, s)) graphs_.run(key, s, launches);
     } else {
       launches();
@@ -148,7 +178,35 @@ class CudaBackend final : public Backend {
     ids.assign(host_ids, host_ids + rows);
   }
 
+  // The history lives on the device (layout: one row of vocab words per sequence id < max_sequences);
+  // written once per request, outside the decode loop.
+  void set_sampling_history(int seq_id, const std::vector<int32_t>& context) override {
+    if (!kOneLaunchSampler) {  // penalised steps sample on the host
+      Backend::set_sampling_history(seq_id, context);
+      return;
+    }
+    const size_t slot = static_cast<size_t>(history_slot(seq_id, /*must_be_set=*/false));
+    const std::vector<uint32_t> words = sampling_history_ref(context, config_.vocab_size);
+    cudaStream_t s = stream_.get();
+    CUDA_CHECK(cudaMemcpyAsync(ws_.sample_history + slot * config_.vocab_size, words.data(),
+                               words.size() * sizeof(uint32_t), cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));  // `words` is pageable and goes out of scope
+    history_set_[slot] = true;
+  }
+
  private:
+  // The history row of a sequence with a penalty.
+  int history_slot(int seq_id, bool must_be_set = true) const {
+    if (seq_id < 0 || seq_id >= layout_.max_sequences) {
+      fail("sampling penalties: sequence {} is outside the {} this backend was sized for", seq_id,
+           layout_.max_sequences);
+    }
+    if (must_be_set && !history_set_[seq_id]) {
+      fail("forward_sample: sequence {} has a penalty but no history (set_sampling_history first)", seq_id);
+    }
+    return seq_id;
+  }
+
   static KVCacheManager checked_kv_cache(const Config& c, const BackendOptions& o) {
     if (cuda_device_count() == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
     return make_kv_cache(c, o);
@@ -223,6 +281,7 @@ class CudaBackend final : public Backend {
   GraphCache graphs_;
   DecodeKernels kernels_{};
   bool gemv_rows_ = false, fused_ = false;
+  std::vector<bool> history_set_ = std::vector<bool>(layout_.max_sequences, false);  // per sequence id
 };
 
 }  // namespace

@@ -53,12 +53,16 @@ struct Workspace {
   // The per-call metadata (WorkspaceOffsets::meta), uploaded in one copy from host_meta.
   int32_t *meta = nullptr, *tokens = nullptr, *positions = nullptr, *slot_mapping = nullptr, *logit_rows = nullptr,
           *cu_seqlens = nullptr, *seq_lens = nullptr, *block_tables = nullptr;
-  SamplingParams* sample_params = nullptr;
+  SamplingParams* sample_params = nullptr;  // (L), followed by the rows' history slots (L int32)
   int32_t* sample_ids = nullptr;
+  uint32_t* sample_history = nullptr;       // (S, vocab)
+  void* sample_scratch = nullptr;
   bf16* kv_pool = nullptr;  // layer l: K at 2l * kv_layer_elems, V at (2l + 1) * kv_layer_elems
   size_t kv_layer_elems = 0;
   PagedKVLayout kv_layout;
   PinnedBuffer host_meta, host_params, host_ids;  // page-locked staging: the copies are real async DMA
+  // A step of `rows` rows: params at sample_params, the slots right after them (one copy for both).
+  int32_t* sample_slots(int rows) const { return reinterpret_cast<int32_t*>(sample_params + rows); }
 
   bf16* k_pool(size_t layer) const { return kv_pool + (2 * layer) * kv_layer_elems; }
   bf16* v_pool(size_t layer) const { return kv_pool + (2 * layer + 1) * kv_layer_elems; }
@@ -68,9 +72,9 @@ struct Workspace {
 // product read rows no kernel has written yet); uploads the RoPE inverse frequencies.
 Workspace allocate_workspace(const DeviceLayout& layout, const Config& config);
 
-// Decode graphs, one per (rows, attention split count, sampler: 1 greedy / 0 sampled). A step's
-// positions, slots, lengths and block tables are read from the device, so one graph serves every step
-// of its key. The first step of a key runs eagerly (it initializes cuBLASLt plans and kernel attributes
+// Decode graphs, one per (rows, attention split count, sampler kernel: 1 argmax / 0 the others). A
+// step's positions, slots, lengths, block tables and sampling parameters are read from the device, so one
+// graph serves every step of its key. The first step of a key runs eagerly (it initializes cuBLASLt plans and kernel attributes
 // outside any capture); the second captures and instantiates; later ones only replay.
 class GraphCache {
  public:
@@ -98,7 +102,7 @@ struct DecodeKernels {
 };
 
 // What the launches of one step depend on besides device buffers: a captured graph is valid for every
-// step with the same (n_tokens, split count, sampler).
+// step with the same (n_tokens, split count, sampler kernel).
 struct StepShape {
   int n_tokens = 0, num_seqs = 0, max_blocks_per_seq = 0, logit_rows = 0;
   bool decode = false;  // one new token per sequence

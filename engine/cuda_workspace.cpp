@@ -1,5 +1,5 @@
 // The CUDA backend's buffers besides the weights, at engine/device_layout.h's sizes: the KV pool, the
-// activation workspace (with the per-call metadata and the sampler's params and ids), the decode
+// activation workspace (with the per-call metadata, the sampler's params, ids, histories and scratch), the decode
 // attention's split partials, and the page-locked staging of each call.
 #include <fmt/format.h>
 
@@ -35,6 +35,8 @@ Workspace allocate_workspace(const DeviceLayout& d, const Config& c) {
   ws.inv_freq = static_cast<float*>(at(o.inv_freq));
   ws.sample_params = static_cast<SamplingParams*>(at(o.sample_params));
   ws.sample_ids = static_cast<int32_t*>(at(o.sample_ids));
+  ws.sample_history = static_cast<uint32_t*>(at(o.sample_history));  // zeroed with the rest
+  ws.sample_scratch = at(o.sample_scratch);                           // zeroed: sample() requires it
   const size_t T = d.max_batch_tokens, S = d.max_sequences;
   ws.meta = static_cast<int32_t*>(at(o.meta));
   ws.tokens = ws.meta;
@@ -49,7 +51,7 @@ Workspace allocate_workspace(const DeviceLayout& d, const Config& c) {
     ws.decode_attention = DeviceBuffer(d.decode_attention_bytes, "decode attention workspace");
   }
   ws.host_meta = PinnedBuffer(o.meta_count * sizeof(int32_t));
-  ws.host_params = PinnedBuffer(size_t(d.max_logit_rows) * sizeof(SamplingParams));
+  ws.host_params = PinnedBuffer(size_t(d.max_logit_rows) * (sizeof(SamplingParams) + sizeof(int32_t)));
   ws.host_ids = PinnedBuffer(size_t(d.max_logit_rows) * sizeof(int32_t));
 
   const std::vector<float> inv_freq = rope_inv_freq(c.head_dim, c.rope_theta, c.rope_llama3 ? &*c.rope_llama3 : nullptr);

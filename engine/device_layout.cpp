@@ -113,8 +113,10 @@ DeviceLayout device_layout(const Config& c, const BackendOptions& o, bool tied_l
   ws.inv_freq = a.take(static_cast<size_t>(c.head_dim) / 2 * 4);
   ws.meta_count = 4 * T + 2 * (S + 1) + S * static_cast<size_t>(d.kv.blocks_per_seq);
   ws.meta = a.take(ws.meta_count * sizeof(int32_t));
-  ws.sample_params = a.take(L * sizeof(SamplingParams));
+  ws.sample_params = a.take(L * (sizeof(SamplingParams) + sizeof(int32_t)));
   ws.sample_ids = a.take(L * sizeof(int32_t));
+  ws.sample_history = a.take(S * vocab * sizeof(uint32_t));
+  ws.sample_scratch = a.take(kSampleWorkspaceBytes);
   ws.bytes = a.size();
 
   if (uses_fast_attention(c)) {

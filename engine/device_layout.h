@@ -50,8 +50,10 @@ struct WorkspaceOffsets {
   // cu_seqlens (S + 1), seq_lens (S + 1), block tables (S, blocks_per_seq).
   size_t meta = 0;
   size_t meta_count = 0;  // int32 elements
-  size_t sample_params = 0;  // (L) SamplingParams
-  size_t sample_ids = 0;     // (L) int32
+  size_t sample_params = 0;   // (L) SamplingParams, then (L) int32 history slots: one copy per step
+  size_t sample_ids = 0;      // (L) int32
+  size_t sample_history = 0;  // (S, vocab) uint32: each sequence's penalty history (kernels/sampling.h)
+  size_t sample_scratch = 0;  // kSampleWorkspaceBytes: where the sampler's blocks of one row meet
   size_t bytes = 0;
 };
 

@@ -36,20 +36,17 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
   }
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int>(prompt.size());
-  const bool host_penalty = params.repetition_penalty != 1.0f;
-  std::vector<int32_t> history;  // for the repetition penalty
-  if (host_penalty) {
-    history = history_before;
-    history.insert(history.end(), prompt.begin(), prompt.end());
+  if (sampling_has_penalty(params.sampling)) {  // the context the penalties see: everything before
+    std::vector<int32_t> context = history_before;
+    context.insert(context.end(), prompt.begin(), prompt.end());
+    backend.set_sampling_history(seq_id, context);
   }
-  std::vector<float> logits;
   std::vector<int32_t> ids(1);
   SamplingParams sp = params.sampling;
   // A sampled id: recorded and streamed; false when it ends the generation (a stop id or the caller).
   auto accept = [&](int32_t id) {
     stats.ids.push_back(id);
     ++stats.generated_tokens;
-    if (host_penalty) history.push_back(id);
     if (std::find(params.stop_ids.begin(), params.stop_ids.end(), id) != params.stop_ids.end()) {
       stats.stop = StopReason::StopToken;
       on_token(id);
@@ -73,14 +70,7 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
   const auto t0 = clock::now();
   auto step_forward = [&](const ForwardBatch& batch) {
     sp.step = static_cast<uint64_t>(kv.length(seq_id) + batch.tokens.size());
-    if (!host_penalty) {
-      backend.forward_sample(batch, {sp}, ids);
-      return;
-    }
-    backend.forward(batch, logits);
-    const int32_t offsets[2] = {0, static_cast<int32_t>(history.size())};
-    repetition_penalty_ref(logits.data(), 1, vocab, history.data(), offsets, &params.repetition_penalty);
-    ids[0] = sample_ref(logits.data(), vocab, sp, sampling_random(sp.seed, sp.step)).id;
+    backend.forward_sample(batch, {sp}, ids);
   };
   step_forward({{seq_id}, {static_cast<int>(prompt.size())}, prompt, false});
   const auto first_token_time = clock::now();
@@ -118,7 +108,7 @@ double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& para
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   KVCacheManager& kv = backend.kv_cache();
-  constexpr int kDecodeSteps = 6;  // at most: 2 greedy, 2 sampled, 2 with logits on the host
+  constexpr int kDecodeSteps = 4;  // at most: 2 greedy, 2 with the request's sampler
   if (kv.max_tokens_per_seq() <= kDecodeSteps + 1) return 0;
   const int tokens = std::max(1, std::min(prompt_tokens, kv.max_tokens_per_seq() - kDecodeSteps - 1));
   const int seq = kv.create_sequence();
@@ -127,12 +117,13 @@ double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& para
     std::vector<int32_t> prompt(tokens);
     for (int i = 0; i < tokens; ++i) prompt[i] = i % backend.config().vocab_size;
     std::vector<int32_t> ids;
-    std::vector<float> logits;
+    if (sampling_has_penalty(params.sampling)) backend.set_sampling_history(seq, prompt);
     SamplingParams greedy = params.sampling;
     greedy.temperature = 0;
     backend.forward_sample({{seq}, {tokens}, prompt, false}, {greedy}, ids);
     // Two decode steps each way: the CUDA backend runs a graph's first step eagerly and captures it on
-    // the second (engine/cuda_parts.h GraphCache).
+    // the second (engine/cuda_parts.h GraphCache); one graph serves every sampler, but a sampled row
+    // takes more of the kernel's code than a greedy one.
     std::vector<SamplingParams> samplers = {greedy};
     if (params.sampling.temperature > 0) samplers.push_back(params.sampling);
     for (const SamplingParams& p : samplers) {
@@ -141,9 +132,6 @@ double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& para
         at.step = static_cast<uint64_t>(kv.length(seq) + 1);
         backend.forward_sample({{seq}, {1}, {ids[0]}, false}, {at}, ids);
       }
-    }
-    if (params.repetition_penalty != 1.0f) {  // generate() then reads logits on the host
-      for (int step = 0; step < 2; ++step) backend.forward({{seq}, {1}, {ids[0]}, false}, logits);
     }
   } catch (...) {
     kv.release_sequence(seq);

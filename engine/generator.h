@@ -17,8 +17,7 @@ const char* stop_reason_name(StopReason reason);
 
 struct GenerationParams {
   int max_new_tokens = 128;
-  SamplingParams sampling;  // temperature <= 0: greedy; seed; top-k/top-p/min-p
-  float repetition_penalty = 1.0f;
+  SamplingParams sampling;  // temperature <= 0: greedy; seed; top-k/top-p/min-p; penalties
   std::vector<int32_t> stop_ids;
 };
 
@@ -33,11 +32,12 @@ struct GenerationStats {
 
 // on_token(id) returns false to stop (Cancelled). Uses KV sequence `seq_id`, which may already hold a
 // prefix (multi-turn chat): only `prompt` (the new tokens) is prefilled; `history` (may be empty) is
-// what the sequence already holds, for the repetition penalty (HF penalises every id of input_ids).
+// what the sequence already holds, for the repetition penalty (HF penalises every id of input_ids; the
+// presence and frequency penalties count only the ids this call generates, as vLLM's do).
 //
 // Sampling draw of the token at position p is sampling_random(seed, p): the same seed gives the same
 // text on every run and on either backend (CPU and GPU samplers pick identical ids for equal logits).
-// Without a repetition penalty the token is chosen on the device (Backend::forward_sample).
+// Every token is chosen by Backend::forward_sample (on the GPU for the CUDA backend, penalties included).
 GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t>& prompt,
                          const GenerationParams& params, const std::function<bool(int32_t)>& on_token,
                          const std::vector<int32_t>& history = {});
@@ -51,8 +51,7 @@ GenerationStats generate(Backend& backend, int seq_id, const std::vector<int32_t
 std::string unescape_stop_string(std::string_view typed);
 
 // Runs one untimed prefill of `prompt_tokens` tokens and two decode steps the way generate() will run
-// them for `params` (sampled on the device, and greedy; or logits to the host with a repetition penalty)
-// through a fresh sequence, then frees it: the kernels load, cuBLASLt makes its plans for these shapes
+// them for `params` through a fresh sequence, then frees it: the kernels load, cuBLASLt makes its plans for these shapes
 // and the CUDA backend captures its decode graphs before the first request is timed. Returns the
 // milliseconds it took. Leaves the KV cache as it found it.
 double warm_up(Backend& backend, int prompt_tokens, const GenerationParams& params);

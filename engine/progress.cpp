@@ -44,4 +44,42 @@ void ProgressBar::draw(bool final_line) {
   std::fflush(stderr);
 }
 
+RequestProgress::RequestProgress(int total_requests, bool enabled)
+    : total_(total_requests), enabled_(enabled && isatty(STDERR_FILENO)), start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
+
+RequestProgress::~RequestProgress() { finish(); }
+
+void RequestProgress::update(int done_requests, int64_t generated_tokens) {
+  done_ = done_requests;
+  tokens_ = generated_tokens;
+  const auto now = std::chrono::steady_clock::now();
+  if (enabled_ && now - last_draw_ > std::chrono::milliseconds(100)) {
+    last_draw_ = now;
+    draw(false);
+  }
+}
+
+void RequestProgress::finish() {
+  if (finished_) return;
+  finished_ = true;
+  if (enabled_) draw(true);
+}
+
+void RequestProgress::draw(bool final_line) {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double fraction = total_ > 0 ? static_cast<double>(done_) / total_ : 1.0;
+  // Requests finish at a steadier rate than tokens are made (prefill and decode alternate); no ETA
+  // before the first one.
+  const double eta = done_ > 0 ? elapsed * (total_ - done_) / done_ : 0;
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(fraction * kWidth);
+  char eta_text[32] = "    ?";
+  if (done_ > 0) std::snprintf(eta_text, sizeof eta_text, "%4.0fs", eta);
+  std::fprintf(stderr, "\rbatch [%.*s%*s] %d / %d requests  %7.1f tok/s  ETA %s%s", filled,
+               "==============================", kWidth - filled, "", done_, total_,
+               elapsed > 0 ? tokens_ / elapsed : 0.0, eta_text, final_line ? "\n" : "");
+  std::fflush(stderr);
+}
+
 }  // namespace fc

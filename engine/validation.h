@@ -49,6 +49,11 @@ struct ValidationTolerance {
 // GPU (bf16 weights and activations, fp32 accumulation): rel 0.15, cosine 0.98, KL 2e-2, top-1 >= 98%
 // where the gap > max(0.05, 4 x rms error), one miss free; with HF bf16 logits: 1.5x HF bf16's error.
 ValidationTolerance default_tolerance(DeviceKind device);
+// With WeightFormat::kFp8 (--quantize fp8) the reference is the unquantized model's, so the bounds are those
+// of FP8 weights on any device: rel 0.2, cosine 0.97, KL 2e-2, top-1 as on the GPU; no HF bf16 ratio (e4m3
+// rounds 16x coarser than bf16);
+// kAsStored: default_tolerance(device).
+ValidationTolerance default_tolerance(DeviceKind device, WeightFormat weights);
 
 // compare_logits with only the absolute clear gap (clear_gap_rms = 0).
 LogitComparison compare_logits(const float* ours, const float* ref, int rows, int vocab, double clear_gap);

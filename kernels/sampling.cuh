@@ -1,5 +1,5 @@
-// Token selection on the GPU: greedy argmax, the seeded sampler defined in kernels/sampling.h, and the
-// repetition penalty. Only the chosen ids (int32, on the device) leave these kernels.
+// Token selection on the GPU: the penalties, greedy argmax and the seeded sampler defined in
+// kernels/sampling.h, in one kernel. Only the chosen ids (int32, on the device) leave it.
 #pragma once
 #include <cstdint>
 
@@ -8,30 +8,29 @@
 
 namespace fc {
 
-// Largest vocabulary sample() accepts (its final draw keeps 256 tile sums of 1024 tokens in shared memory).
+// Largest vocabulary sample() accepts.
 constexpr int kMaxSamplingVocab = 256 * 1024;
 
-// ids[r] = argmax(logits[r, :]), the first index on ties.   logits (rows, vocab) fp32; ids (rows) int32.
-void argmax(const float* logits, int rows, int vocab, int32_t* ids, cudaStream_t stream);
+// The penalty histories a step reads: row r uses words + rows[r] * vocab (kernels/sampling.h's
+// SamplingHistory), or none when rows[r] < 0; rows == nullptr: no row has one. A row with a penalty must
+// have a history. `workspace`: kSampleWorkspaceBytes (kernels/sampling.h) of device scratch where rows
+// spread over several blocks meet; zero it once before the first use (every launch leaves it zero).
+struct SamplingHistory {
+  uint32_t* words = nullptr;       // (slots, vocab)
+  const int32_t* rows = nullptr;   // (rows) slot of each row, on the device
+};
 
-// ids[r] = the sampler of kernels/sampling.h on logits[r, :] with params[r] and the draw
-// sampling_random(params[r].seed, params[r].step). params (rows) on the device. vocab <= kMaxSamplingVocab.
-// One block per row; the selection is radix select over the order keys, 8 bits per pass:
-//   max pass; top-k: 4 passes of count histograms narrowing to the k-th largest key; top-p: one pass for
-//   the top-k weight W_k, then 4 passes of (count, weight) histograms narrowing to the lowest kept key;
-//   one pass of per-tile (1024 tokens) kept-weight sums; one warp then scans the tile sums and the one
-//   tile that holds the draw. Each pass re-reads the row (L2-resident after the first).
-// Measured per launch at vocab 128256 on an H200 (1 or 32 rows alike): greedy 13 us, plain or min-p
-// 44-54 us, top-k 50: 79 us, top-k 40 + top-p 0.95 + min-p: 101 us, top-p 0.9 alone: 270 us. One block
-// per row leaves the other SMs idle at batch 1; spreading a row over a cluster is the next step.
-void sample(const float* logits, int rows, int vocab, const SamplingParams* params, int32_t* ids,
-            cudaStream_t stream);
 
-// In place on logits (rows, vocab), HF semantics (see repetition_penalty_ref): each distinct id of
-// ids[id_offsets[r] .. id_offsets[r+1]) in [0, vocab) gets logit < 0 ? logit * penalties[r]
-// : logit / penalties[r], once however often it repeats. id_offsets (rows + 1), penalties (rows), on
-// the device. vocab <= 48 * 1024 * 8 (a shared-memory bitmap of seen ids per row).
-void repetition_penalty(float* logits, int rows, int vocab, const int32_t* ids, const int32_t* id_offsets,
-                        const float* penalties, cudaStream_t stream);
+// ids[r] = the sampler of kernels/sampling.h (penalties, greedy or seeded draw) on logits[r, :] with
+// params[r] and the draw sampling_random(params[r].seed, params[r].step); a row with a penalty then adds
+// its id to its history. params (rows) on the device. vocab <= kMaxSamplingVocab.
+// Few rows (a decode step's usual batch) are each spread over a group of blocks (up to one per SM at
+// batch 1, each over a slice of ~1K tokens) that meet at barriers in `workspace` (a cooperative launch:
+// all blocks resident); many rows take one block each. Each row is a radix select over the order keys,
+// 8 bits per level: argmax; top-k: 4 levels of count histograms narrowing to the k-th largest key;
+// top-p: 4 levels of (count, weight) histograms narrowing to the lowest kept key; then the kept weight
+// per block, whose prefix sums find the block and the token holding the draw.
+void sample(const float* logits, int rows, int vocab, const SamplingParams* params, SamplingHistory history,
+            void* workspace, int32_t* ids, cudaStream_t stream);
 
 }  // namespace fc

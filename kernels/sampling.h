@@ -26,10 +26,18 @@
 // So P(id = i) = w_i / W over the kept set, which is HF's renormalised softmax after the same filters,
 // up to the 2^-32 weight quantisation. Steps 3-5 only compare keys with thresholds, so the order in
 // which HF applies temperature, top-k, top-p, min-p gives the same kept set.
+// Penalties come first, on the logits, before step 0 (vLLM's order; each is off at its neutral value):
+//  P. for a token with history word h != 0 (kernels/sampling.h's SamplingHistory: in the context, or
+//     generated before in this request): the repetition penalty r (HF's RepetitionPenaltyLogitsProcessor)
+//     makes l = l < 0 ? l * r : l / r when the token is in the context or was generated; then a token
+//     generated c > 0 times gets l = fmaf(-frequency, c, l) - presence (OpenAI's presence and frequency
+//     penalties, over this request's generated tokens, as vLLM applies them). sampling_penalize below is
+//     that function, used by both sides; greedy rows are penalised too.
 // Logits are finite or -inf (a masked token); NaN logits are outside this contract.
 #pragma once
 #include <math.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -50,7 +58,40 @@ struct SamplingParams {
   float min_p = 0.0f;        // <= 0: off
   uint64_t seed = 0;
   uint64_t step = 0;         // e.g. the position of the token being chosen: one draw per (seed, step)
+  float repetition_penalty = 1.0f;  // 1: off; > 0 (HF)
+  float presence_penalty = 0.0f;    // 0: off (OpenAI, -2..2)
+  float frequency_penalty = 0.0f;   // 0: off (OpenAI, -2..2)
 };
+
+// A sequence's penalty history: one 32-bit word per vocabulary id. Bit 31 is set when the id is in the
+// sequence's context (the prompt, earlier turns); bits 0-30 count how often this request generated it
+// (saturating). The sampler reads a row's words only when that row has a penalty, and then adds its
+// chosen id to them.
+constexpr uint32_t kHistoryInContext = 0x80000000u;
+constexpr uint32_t kHistoryCountMask = 0x7fffffffu;
+
+FC_HOST_DEVICE inline bool sampling_has_penalty(const SamplingParams& p) {
+  return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
+
+// Step P of the sampler for one logit whose history word is `history`.
+FC_HOST_DEVICE inline float sampling_penalize(float x, uint32_t history, const SamplingParams& p) {
+  if (history == 0) return x;
+  if (p.repetition_penalty != 1.0f) x = x < 0.0f ? x * p.repetition_penalty : x / p.repetition_penalty;
+  const uint32_t count = history & kHistoryCountMask;
+  if (count != 0) x = fmaf(-p.frequency_penalty, static_cast<float>(count), x) - p.presence_penalty;
+  return x;
+}
+
+// The history word after the id was generated once more.
+FC_HOST_DEVICE inline uint32_t sampling_history_add(uint32_t history) {
+  const uint32_t count = history & kHistoryCountMask;
+  return (history & kHistoryInContext) | (count == kHistoryCountMask ? count : count + 1);
+}
+
+// Device scratch of the GPU sampler (kernels/sampling.cuh sample()): where the blocks sharing a row meet,
+// 64 such rows of 28928 bytes (kernels/sampling.cu checks the size). Host-visible for engine/device_layout.
+constexpr size_t kSampleWorkspaceBytes = 64 * 28928;
 
 // Philox4x32-10 (Salmon et al., SC'11; the generator behind curand's Philox) with key = seed and
 // counter = (step, 0): a counter-based generator, so any (seed, step) draw is computed directly, the
@@ -129,11 +170,10 @@ struct SampleRefResult {
 // The sampler above on one row with the 64-bit draw `random` (sampling_random(seed, step) on the GPU).
 SampleRefResult sample_ref(const float* logits, int vocab, const SamplingParams& params, uint64_t random);
 
-// HF RepetitionPenaltyLogitsProcessor on each row: for every distinct id in
-// ids[id_offsets[r] .. id_offsets[r+1]) inside [0, vocab): logit < 0 ? logit * penalty : logit / penalty.
-// A repeated id is penalised once (HF gathers, then scatters). Ids outside the vocabulary are ignored.
-// logits (rows, vocab); id_offsets (rows + 1); penalties (rows).
-void repetition_penalty_ref(float* logits, int rows, int vocab, const int32_t* ids, const int32_t* id_offsets,
-                            const float* penalties);
+// Step P on one row in place: logits[i] = sampling_penalize(logits[i], history[i], params).
+void penalize_ref(float* logits, int vocab, const uint32_t* history, const SamplingParams& params);
+// A history (vocab words) for a sequence whose context holds `context` (ids outside [0, vocab) ignored).
+std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab);
+
 
 }  // namespace fc

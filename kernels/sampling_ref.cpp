@@ -1,10 +1,9 @@
 // CPU reference of the sampler defined in kernels/sampling.h, written step by step from that definition
-// (sorting where the GPU uses radix selection), and of the repetition penalty.
+// (sorting where the GPU uses radix selection), and of the penalties.
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <numeric>
-#include <unordered_set>
 
 #include "kernels/sampling.h"
 
@@ -102,18 +101,16 @@ SampleRefResult sample_ref(const float* logits, int vocab, const SamplingParams&
   return result;
 }
 
-void repetition_penalty_ref(float* logits, int rows, int vocab, const int32_t* ids, const int32_t* id_offsets,
-                            const float* penalties) {
-  for (int r = 0; r < rows; ++r) {
-    float* row = logits + static_cast<int64_t>(r) * vocab;
-    std::unordered_set<int32_t> seen;
-    for (int32_t j = id_offsets[r]; j < id_offsets[r + 1]; ++j) {
-      const int32_t id = ids[j];
-      if (id < 0 || id >= vocab || !seen.insert(id).second) continue;
-      const float x = row[id];
-      row[id] = x < 0.0f ? x * penalties[r] : x / penalties[r];
-    }
+void penalize_ref(float* logits, int vocab, const uint32_t* history, const SamplingParams& params) {
+  for (int i = 0; i < vocab; ++i) logits[i] = sampling_penalize(logits[i], history[i], params);
+}
+
+std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab) {
+  std::vector<uint32_t> history(static_cast<size_t>(vocab), 0);
+  for (int32_t id : context) {
+    if (id >= 0 && id < vocab) history[id] |= kHistoryInContext;
   }
+  return history;
 }
 
 }  // namespace fc

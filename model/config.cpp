@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <climits>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -105,7 +106,215 @@ void parse_rope(const json& object, const std::string& source, Config& config) {
   config.rope_llama3 = s;
 }
 
+// What FlashCore reads, for the refusal messages.
+const char* const kSupportedQuantization =
+    "FlashCore reads compressed-tensors FP8 checkpoints: quant_method \"compressed-tensors\", format "
+    "\"float-quantized\", e4m3 weights with strategy \"tensor\" or \"channel\", activations static per tensor, "
+    "dynamic per token or none; or unquantized F32/F16/BF16 weights, which --quantize fp8 quantizes on load";
+
+std::string json_string(const json* value) { return value != nullptr && value->is_string() ? value->get<std::string>() : ""; }
+
+// Python's re.match: the pattern must match at the start of the name (not necessarily to its end).
+bool regex_matches_start(const std::string& pattern, const std::string& name) {
+  return std::regex_search(name, std::regex(pattern), std::regex_constants::match_continuous);
+}
+
+// One of weights / input_activations of a config group: type float, 8 bits, symmetric, no groups or blocks.
+// `what` names it in messages ("config_groups.group_0.weights").
+void check_fp8_args(const json& args, const std::string& source, const std::string& what) {
+  if (!args.is_object()) fail("{}: quantization_config {} must be an object, got {}", source, what, args.dump());
+  const std::string type = json_string(find_field(args, "type"));
+  const json* bits = find_field(args, "num_bits");
+  const long long num_bits = bits != nullptr && bits->is_number_integer() ? bits->get<long long>() : -1;
+  if (type != "float" || num_bits != 8) {
+    fail("{}: quantization_config {}: type \"{}\" with num_bits {} is not supported ({})", source, what, type,
+         bits != nullptr ? bits->dump() : "(missing)", kSupportedQuantization);
+  }
+  if (const json* sym = find_field(args, "symmetric"); sym != nullptr && !(sym->is_boolean() && sym->get<bool>())) {
+    fail("{}: quantization_config {}: asymmetric FP8 (symmetric {}) is not supported ({})", source, what,
+         sym->dump(), kSupportedQuantization);
+  }
+  for (const char* key : {"group_size", "block_structure"}) {
+    if (const json* v = find_field(args, key)) {
+      fail("{}: quantization_config {}: {} {} (group- or block-wise scales) is not supported ({})", source, what,
+           key, v->dump(), kSupportedQuantization);
+    }
+  }
+  if (const json* v = find_field(args, "actorder"); v != nullptr && !(v->is_boolean() && !v->get<bool>())) {
+    fail("{}: quantization_config {}: actorder {} is not supported ({})", source, what, v->dump(),
+         kSupportedQuantization);
+  }
+}
+
+Fp8Scheme parse_fp8_group(const json& group, const std::string& source, const std::string& name) {
+  const std::string where = "config_groups." + name;
+  if (!group.is_object()) fail("{}: quantization_config {} must be an object", source, where);
+  if (const json* format = find_field(group, "format"); format != nullptr && json_string(format) != "float-quantized") {
+    fail("{}: quantization_config {} format {} is not supported ({})", source, where, format->dump(),
+         kSupportedQuantization);
+  }
+  Fp8Scheme scheme;
+  const json* weights = find_field(group, "weights");
+  if (weights == nullptr) fail("{}: quantization_config {} has no weights scheme ({})", source, where, kSupportedQuantization);
+  check_fp8_args(*weights, source, where + ".weights");
+  const std::string strategy = json_string(find_field(*weights, "strategy"));
+  if (strategy == "tensor") {
+    scheme.weight_scale = Fp8WeightScale::kPerTensor;
+  } else if (strategy == "channel") {
+    scheme.weight_scale = Fp8WeightScale::kPerChannel;
+  } else {
+    fail("{}: quantization_config {}.weights strategy \"{}\" is not supported ({})", source, where, strategy,
+         kSupportedQuantization);
+  }
+  if (const json* dynamic = find_field(*weights, "dynamic"); dynamic != nullptr && !(dynamic->is_boolean() && !dynamic->get<bool>())) {
+    fail("{}: quantization_config {}.weights dynamic {} is not supported (weights are quantized once, stored)",
+         source, where, dynamic->dump());
+  }
+  if (const json* inputs = find_field(group, "input_activations")) {
+    check_fp8_args(*inputs, source, where + ".input_activations");
+    const std::string in_strategy = json_string(find_field(*inputs, "strategy"));
+    const json* dyn = find_field(*inputs, "dynamic");
+    const bool dynamic = dyn != nullptr && dyn->is_boolean() && dyn->get<bool>();
+    if (!dynamic && in_strategy == "tensor") {
+      scheme.input_scale = Fp8InputScale::kStaticPerTensor;
+    } else if (dynamic && in_strategy == "token") {
+      scheme.input_scale = Fp8InputScale::kDynamicPerToken;
+    } else {
+      fail("{}: quantization_config {}.input_activations {} with strategy \"{}\" is not supported ({})", source,
+           where, dynamic ? "dynamic" : "static", in_strategy, kSupportedQuantization);
+    }
+  }
+  if (const json* outputs = find_field(group, "output_activations")) {
+    fail("{}: quantization_config {}.output_activations {} is not supported ({})", source, where, outputs->dump(),
+         kSupportedQuantization);
+  }
+  return scheme;
+}
+
+std::vector<std::string> module_patterns(const json& object, const char* key, const std::string& source,
+                                         const std::string& where) {
+  std::vector<std::string> out;
+  const json* list = find_field(object, key);
+  if (list == nullptr) return out;
+  if (!list->is_array()) fail("{}: quantization_config {}{} must be a list of strings", source, where, key);
+  for (const json& v : *list) {
+    if (!v.is_string()) fail("{}: quantization_config {}{} must be a list of strings, got {}", source, where, key, v.dump());
+    std::string pattern = v.get<std::string>();
+    if (pattern.rfind("re:", 0) == 0) {
+      try {
+        (void)std::regex(pattern.substr(3));
+      } catch (const std::regex_error&) {
+        fail("{}: quantization_config {}{}: '{}' is not a regular expression FlashCore can read", source, where, key,
+             pattern);
+      }
+    }
+    out.push_back(std::move(pattern));
+  }
+  return out;
+}
+
+// quantization_config of config.json: compressed-tensors float-quantized (FP8) only; everything else is
+// refused by name.
+QuantizationConfig parse_quantization(const json& qc, const std::string& source) {
+  if (!qc.is_object()) fail("{}: quantization_config must be an object, got {}", source, qc.dump());
+  const json* method_field = find_field(qc, "quant_method");
+  if (method_field == nullptr) fail("{}: quantization_config has no quant_method ({})", source, kSupportedQuantization);
+  const std::string method = json_string(method_field);
+  if (method != "compressed-tensors") {
+    std::string detail;
+    if (const json* block = find_field(qc, "weight_block_size")) detail = " with weight_block_size " + block->dump();
+    else if (const json* bits = find_field(qc, "bits")) detail = " with bits " + bits->dump();
+    fail("{}: quantization_config quant_method {}{} is not supported ({})", source, method_field->dump(), detail,
+         kSupportedQuantization);
+  }
+  if (const json* format = find_field(qc, "format"); format != nullptr && json_string(format) != "float-quantized") {
+    fail("{}: quantization_config format {} is not supported ({})", source, format->dump(), kSupportedQuantization);
+  }
+  if (const json* status = find_field(qc, "quantization_status");
+      status != nullptr && json_string(status) != "compressed") {
+    fail("{}: quantization_config quantization_status {} is not supported (FlashCore reads weights stored "
+         "compressed)", source, status->dump());
+  }
+  if (const json* kv = find_field(qc, "kv_cache_scheme")) {
+    fail("{}: quantization_config kv_cache_scheme {} (a quantized KV cache) is not supported (FlashCore keeps K/V "
+         "in bf16)", source, kv->dump());
+  }
+  if (const json* sparsity = find_field(qc, "sparsity_config")) {
+    const std::string sparse_format = sparsity->is_object() ? json_string(find_field(*sparsity, "format")) : "";
+    if (!sparsity->is_object() || (!sparse_format.empty() && sparse_format != "dense")) {
+      fail("{}: quantization_config sparsity_config {} is not supported (dense weights only)", source,
+           sparsity->dump());
+    }
+  }
+  QuantizationConfig q;
+  q.source = source;
+  const json* groups = find_field(qc, "config_groups");
+  if (groups == nullptr || !groups->is_object() || groups->empty()) {
+    fail("{}: quantization_config has no config_groups ({})", source, kSupportedQuantization);
+  }
+  bool has_format = find_field(qc, "format") != nullptr;
+  for (auto it = groups->begin(); it != groups->end(); ++it) {
+    QuantizationConfig::Group g;
+    g.name = it.key();
+    g.scheme = parse_fp8_group(it.value(), source, g.name);
+    g.targets = module_patterns(it.value(), "targets", source, "config_groups." + g.name + ".");
+    if (g.targets.empty()) fail("{}: quantization_config config_groups.{} has no targets", source, g.name);
+    has_format = has_format || find_field(it.value(), "format") != nullptr;
+    q.groups.push_back(std::move(g));
+  }
+  if (!has_format) fail("{}: quantization_config has no format ({})", source, kSupportedQuantization);
+  q.ignore = module_patterns(qc, "ignore", source, "");
+  return q;
+}
+
+// 3: the target is the module's name; 2: a "re:" regex matching it; 1: its class name; 0: no match.
+int match_rank(const std::string& target, const std::string& name, const std::string& class_name) {
+  if (target == name) return 3;
+  if (target.rfind("re:", 0) == 0) return regex_matches_start(target.substr(3), name) ? 2 : 0;
+  return target == class_name ? 1 : 0;
+}
+
 }  // namespace
+
+const char* to_string(Fp8WeightScale scale) {
+  return scale == Fp8WeightScale::kPerTensor ? "per-tensor" : "per-channel";
+}
+
+const char* to_string(Fp8InputScale scale) {
+  switch (scale) {
+    case Fp8InputScale::kNone: return "none";
+    case Fp8InputScale::kStaticPerTensor: return "static per-tensor";
+    case Fp8InputScale::kDynamicPerToken: return "dynamic per-token";
+  }
+  return "?";
+}
+
+std::optional<Fp8Scheme> QuantizationConfig::scheme_for(const std::string& name, const std::string& class_name) const {
+  for (const std::string& pattern : ignore) {
+    if (match_rank(pattern, name, class_name) > 0) return std::nullopt;
+  }
+  const Group* best = nullptr;
+  int best_rank = 0;
+  bool tie = false;
+  for (const Group& g : groups) {
+    int rank = 0;
+    for (const std::string& target : g.targets) rank = std::max(rank, match_rank(target, name, class_name));
+    if (rank == 0) continue;
+    if (rank > best_rank) {
+      best = &g;
+      best_rank = rank;
+      tie = false;
+    } else if (rank == best_rank && g.scheme != best->scheme) {
+      tie = true;
+    }
+  }
+  if (tie) {
+    fail("{}: quantization_config: module '{}' is targeted by more than one of config_groups with different "
+         "schemes", source, name);
+  }
+  if (best == nullptr) return std::nullopt;
+  return best->scheme;
+}
 
 long long Config::parameter_count() const {
   const long long h = hidden_size;
@@ -174,6 +383,7 @@ Config parse_config(const json& object, const std::string& source) {
   c.eos_token_ids = token_id_list(object, "eos_token_id", source);
   if (const json* dtype = find_field(object, "torch_dtype")) c.torch_dtype = dtype->is_string() ? dtype->get<std::string>() : "";
   else if (const json* dtype2 = find_field(object, "dtype")) c.torch_dtype = dtype2->is_string() ? dtype2->get<std::string>() : "";
+  if (const json* qc = find_field(object, "quantization_config")) c.quantization = parse_quantization(*qc, source);
   return c;
 }
 

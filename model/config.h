@@ -10,6 +10,46 @@
 
 namespace fc {
 
+// FP8 (e4m3) Linear modules of a compressed-tensors checkpoint (quant_method "compressed-tensors", format
+// "float-quantized", as llm-compressor writes them). The weight is stored F8_E4M3 beside a `weight_scale`
+// tensor: w = e4m3 value x scale (model/quantization.h). Every other method or variant is refused by
+// parse_config with one line naming it.
+enum class Fp8WeightScale {
+  kPerTensor,   // weights.strategy "tensor": weight_scale shape [] or [1]
+  kPerChannel,  // weights.strategy "channel": weight_scale shape [out, 1]
+};
+enum class Fp8InputScale {
+  kNone,             // input_activations null: weight-only FP8 (activations stay in the compute dtype)
+  kStaticPerTensor,  // dynamic false, strategy "tensor": an `input_scale` tensor ([] or [1]) per Linear
+  kDynamicPerToken,  // dynamic true, strategy "token": scales computed per token at run time, none stored
+};
+struct Fp8Scheme {
+  Fp8WeightScale weight_scale = Fp8WeightScale::kPerTensor;
+  Fp8InputScale input_scale = Fp8InputScale::kNone;
+  bool operator==(const Fp8Scheme& o) const { return weight_scale == o.weight_scale && input_scale == o.input_scale; }
+  bool operator!=(const Fp8Scheme& o) const { return !(*this == o); }
+};
+const char* to_string(Fp8WeightScale scale);  // "per-tensor" | "per-channel"
+const char* to_string(Fp8InputScale scale);   // "none" | "static per-tensor" | "dynamic per-token"
+
+struct QuantizationConfig {
+  struct Group {
+    std::string name;                  // its key in config_groups ("group_0")
+    std::vector<std::string> targets;  // module names, "re:<regex>" or class names ("Linear")
+    Fp8Scheme scheme;
+  };
+  std::string source;               // config.json path, for messages
+  std::vector<Group> groups;        // config_groups, in file order
+  std::vector<std::string> ignore;  // same forms as targets: these modules stay in their stored dtype
+
+  // The scheme of module `name` (e.g. "model.layers.0.self_attn.q_proj", "lm_head") whose class is
+  // `class_name` ("Linear", "Embedding"), or nullopt when it is ignored or no group targets it. Matching
+  // follows compressed-tensors: a target equal to the name, a "re:" regex matching at the start of the name
+  // (Python re.match), or the class name; an exact name beats a regex, which beats a class. Throws when two
+  // groups match the module equally well.
+  std::optional<Fp8Scheme> scheme_for(const std::string& name, const std::string& class_name) const;
+};
+
 struct Config {
   int hidden_size = 0;
   int intermediate_size = 0;
@@ -26,6 +66,7 @@ struct Config {
   std::optional<int> bos_token_id;
   std::vector<int> eos_token_ids;  // eos_token_id: an int or a list
   std::string torch_dtype;         // as written ("bfloat16", ...); informational
+  std::optional<QuantizationConfig> quantization;  // quantization_config; none = unquantized checkpoint
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }

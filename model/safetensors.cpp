@@ -93,7 +93,7 @@ std::map<std::string, TensorInfo> parse_safetensors(const std::string& path, con
     info.file = path;
     const std::string dtype_name_str = dtype_it->get<std::string>();
     if (!parse_dtype(dtype_name_str, &info.dtype)) {
-      fail("{}: tensor '{}' has dtype {}, which FlashCore does not read (F32, F16, BF16, I64, I32, U8)", path,
+      fail("{}: tensor '{}' has dtype {}, which FlashCore does not read (F32, F16, BF16, F8_E4M3, I64, I32, U8)", path,
            name, dtype_name_str);
     }
     uint64_t numel = 1;

@@ -69,7 +69,8 @@ struct TensorToWrite {
 };
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
 
-// Reads a whole tensor as fp32 (F32/F16/BF16 storage) or int64 (I64/I32 storage).
+// Reads a whole tensor as fp32 (F32/F16/BF16 storage; F8_E4M3: the raw e4m3 values, no scale applied) or
+// int64 (I64/I32 storage).
 std::vector<float> tensor_to_f32(const TensorInfo& tensor);
 std::vector<int64_t> tensor_to_i64(const TensorInfo& tensor);
 

@@ -30,6 +30,12 @@ gen tiny-llama2-mha-sharded 33 3 --shard-size 60KB
 # trained model; the default 0.1 would grow the activations 1.6x a projection at hidden 256.
 gen tiny-llama3-hd64 300 4 --init-std 0.05
 gen tiny-llama3-hd128 280 5 --init-std 0.05
+# FP8 (compressed-tensors "float-quantized") checkpoints, issue 16: reference logits from transformers in fp32
+# on the dequantized weights. Per-tensor weights + static input_scale with F32 scales (untied); per-channel
+# weights + dynamic per-token activations with BF16 scales (tied embeddings). head_dim 64, every dimension a
+# multiple of 64 (FP8 GEMM and 16-byte GEMV loads), odd prompt lengths.
+gen tiny-llama3-fp8-static 65 6 --fp8 tensor-static --fp8-scale-dtype float32
+gen tiny-llama32-fp8-dynamic 57 7 --fp8 channel-dynamic --fp8-scale-dtype bfloat16
 # The generate tests' checkpoint (mini_b tokenizer, golden greedy ids; tests/apps/test_cli_generate.cpp).
 # Where it exists only its reference is rewritten (same ids: --seed 4 draws them), so the golden file made
 # from its weights stays valid; a fresh OUT_DIR gets the whole recipe.

@@ -1,7 +1,7 @@
 // fc_soak: a long run of a backend that checks nothing grows. A synthetic model (random bf16 weights
 // drawn on the GPU, the built-in llama-3.2-1b shape by default) or a checkpoint (--model DIR) generates many
 // sequences one after the other through engine/generator.h, with random prompts of varying length and
-// greedy, sampled (on the GPU) and repetition-penalty (host sampler) decoding mixed; after each sequence
+// greedy, sampled and penalised decoding (all on the GPU) mixed; after each sequence
 // it samples the GPU's used memory (cudaMemGetInfo) and this process's resident set (/proc/self/statm).
 //
 // --device cpu (needs --model) runs the same loop on the CPU reference backend and needs no GPU. It makes
@@ -112,7 +112,9 @@ GenerationParams params_for(Mode mode, int max_new_tokens, uint64_t seed) {
     p.sampling.top_k = 50;
     p.sampling.min_p = 0.02f;
   } else if (mode == Mode::Penalty) {
-    p.repetition_penalty = 1.2f;
+    p.sampling.repetition_penalty = 1.2f;
+    p.sampling.presence_penalty = 0.3f;
+    p.sampling.frequency_penalty = 0.2f;
   }
   return p;  // no stop ids: random weights would end sequences at random
 }

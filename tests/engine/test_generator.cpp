@@ -1,5 +1,5 @@
 // Generation on the CPU backend: the sampler's filters against a brute-force reading of HF's warpers on
-// fixed logits, the repetition penalty formula, determinism under a seed, KV reuse across turns (what
+// fixed logits, the penalty formulas (and generate with them against a step-by-step reference), determinism under a seed, KV reuse across turns (what
 // chat relies on), stop strings split across tokens anywhere, and the bench's byte accounting.
 #include <catch2/catch.hpp>
 
@@ -106,18 +106,36 @@ TEST_CASE("sampler: kept set equals HF warpers, draws follow the renormalised pr
   CHECK(sample_ref(logits.data(), vocab, greedy, 12345).id == argmax);
 }
 
-TEST_CASE("repetition penalty: HF formula, each distinct id once", "[sampling]") {
-  std::vector<float> logits = {2.0f, -1.0f, 0.5f, -3.0f, 4.0f};
+TEST_CASE("penalties: HF's repetition rule once per distinct id, OpenAI's presence and frequency on generated ids",
+          "[sampling]") {
+  std::vector<float> logits = {2.0f, -1.0f, 0.5f, -3.0f, 4.0f, 1.0f};
   const std::vector<float> before = logits;
-  const int32_t ids[] = {0, 1, 1, 3, 1, 99, -2};  // repeats and out-of-vocabulary ids
-  const int32_t offsets[] = {0, 7};
-  const float penalty = 1.5f;
-  repetition_penalty_ref(logits.data(), 1, 5, ids, offsets, &penalty);
-  CHECK(logits[0] == Approx(before[0] / 1.5f));
-  CHECK(logits[1] == Approx(before[1] * 1.5f));
-  CHECK(logits[2] == before[2]);
-  CHECK(logits[3] == Approx(before[3] * 1.5f));
+  // Context: ids 0, 1 (three times), 3, and ids outside the vocabulary (ignored).
+  std::vector<uint32_t> history = sampling_history_ref({0, 1, 1, 3, 1, 99, -2}, 6);
+  CHECK(history == std::vector<uint32_t>{kHistoryInContext, kHistoryInContext, 0, kHistoryInContext, 0, 0});
+  // Generated: id 3 once, id 5 twice.
+  history[3] = sampling_history_add(history[3]);
+  history[5] = sampling_history_add(sampling_history_add(history[5]));
+  CHECK(history[5] == 2);
+  CHECK(history[3] == (kHistoryInContext | 1));
+  SamplingParams p;
+  p.repetition_penalty = 1.5f;
+  p.presence_penalty = 0.25f;
+  p.frequency_penalty = 0.5f;
+  penalize_ref(logits.data(), 6, history.data(), p);
+  CHECK(logits[0] == before[0] / 1.5f);                       // context only: repetition
+  CHECK(logits[1] == before[1] * 1.5f);                       // negative logit: multiplied
+  CHECK(logits[2] == before[2]);                              // never seen
+  CHECK(logits[3] == before[3] * 1.5f - 0.5f - 0.25f);        // context and generated once
   CHECK(logits[4] == before[4]);
+  CHECK(logits[5] == before[5] / 1.5f - 2 * 0.5f - 0.25f);    // generated twice, not in the context
+  // Neutral values change nothing; the count saturates instead of wrapping into the context bit.
+  std::vector<float> same = before;
+  penalize_ref(same.data(), 6, history.data(), SamplingParams{});
+  CHECK(same == before);
+  CHECK(!sampling_has_penalty(SamplingParams{}));
+  CHECK(sampling_history_add(kHistoryCountMask) == kHistoryCountMask);
+  CHECK(sampling_history_add(kHistoryInContext | kHistoryCountMask) == (kHistoryInContext | kHistoryCountMask));
 }
 
 TEST_CASE("stop strings are found however the text is split, and never printed", "[generate][stop]") {
@@ -251,6 +269,63 @@ TEST_CASE("generate: a second turn on a reused KV cache equals one prefill of th
   CHECK(run(*fresh, whole, g).ids == second.ids);
 }
 
+TEST_CASE("generate with penalties = full prefill, penalties on the context and generated ids, then the sampler",
+          "[generate][penalty]") {
+  const std::vector<int32_t> earlier = {3, 3, 8}, prompt = {1, 17, 42, 99, 7, 250};
+  for (float temperature : {0.0f, 0.9f}) {
+    CAPTURE(temperature);
+    GenerationParams g;
+    g.max_new_tokens = 8;
+    g.sampling.temperature = temperature;
+    g.sampling.seed = 11;
+    // Negative presence and frequency penalties reward repeats: strong enough to change a random tiny
+    // model's choice (its logits lie close together), which a positive one rarely does in 8 steps.
+    g.sampling.repetition_penalty = 1.7f;
+    g.sampling.presence_penalty = -1.5f;
+    g.sampling.frequency_penalty = -0.5f;
+    auto backend = cpu_backend();
+    const int seq = backend->kv_cache().create_sequence();
+    // `earlier` is what the sequence held before (an earlier turn): context for the repetition penalty.
+    std::vector<float> ignored;
+    backend->forward({{seq}, {int(earlier.size())}, earlier, false}, ignored);
+    const auto out = generate(*backend, seq, prompt, g, [](int32_t) { return true; }, earlier);
+    REQUIRE(out.generated_tokens == 8);
+
+    std::vector<int32_t> context = earlier;
+    context.insert(context.end(), prompt.begin(), prompt.end());
+    std::vector<uint32_t> history = sampling_history_ref(context, backend->config().vocab_size);
+    std::vector<int32_t> seq_ids = context;
+    std::vector<int32_t> expected;
+    for (int step = 0; step < 8; ++step) {
+      auto fresh = cpu_backend();
+      const int s = fresh->kv_cache().create_sequence();
+      std::vector<float> logits;
+      fresh->forward({{s}, {int(seq_ids.size())}, seq_ids, false}, logits);
+      penalize_ref(logits.data(), int(logits.size()), history.data(), g.sampling);
+      SamplingParams at = g.sampling;
+      at.step = seq_ids.size();
+      const int32_t id = sample_ref(logits.data(), int(logits.size()), at, sampling_random(at.seed, at.step)).id;
+      history[id] = sampling_history_add(history[id]);
+      expected.push_back(id);
+      seq_ids.push_back(id);
+    }
+    CHECK(out.ids == expected);
+    // The penalties change the answer here (else this test would not test them).
+    g.sampling.repetition_penalty = 1;
+    g.sampling.presence_penalty = g.sampling.frequency_penalty = 0;
+    CHECK(run(*cpu_backend(), context, g).ids != expected);
+  }
+  SECTION("a penalised row needs a history") {
+    auto backend = cpu_backend();
+    const int seq = backend->kv_cache().create_sequence();
+    SamplingParams p;
+    p.presence_penalty = 0.5f;
+    std::vector<int32_t> ids;
+    CHECK_THROWS_WITH(backend->forward_sample({{seq}, {2}, {1, 2}, false}, {p}, ids),
+                      Catch::Contains("has a penalty but no history"));
+  }
+}
+
 TEST_CASE("stop strings typed on a command line: \\n, \\t and \\\\ are escapes, nothing else", "[generate][stop]") {
   CHECK(unescape_stop_string("\\n\\n") == "\n\n");
   CHECK(unescape_stop_string("a\\tb") == "a\tb");
@@ -268,7 +343,7 @@ TEST_CASE("warm_up runs the request's shapes and leaves the KV cache as it found
   const int free_before = kv.free_blocks();
   GenerationParams p;
   p.sampling.temperature = 0.7f;
-  p.repetition_penalty = 1.3f;
+  p.sampling.repetition_penalty = 1.3f;
   CHECK(warm_up(*backend, 9, p) >= 0);
   CHECK(kv.free_blocks() == free_before);
   // A sequence created afterwards starts empty and generates what it would have without the warm-up.

@@ -94,7 +94,10 @@ TEST_CASE("the memory plan is the device layout's allocations, each rounded to t
         const size_t last = w.layers.back().w_down + size_t(c.hidden_size) * c.intermediate_size * 2;
         CHECK(last <= w.bytes);
         const WorkspaceOffsets& ws = d.workspace;
-        CHECK(ws.sample_ids + d.max_logit_rows * 4 <= ws.bytes);
+        CHECK(ws.sample_ids >= ws.sample_params + d.max_logit_rows * (sizeof(SamplingParams) + 4));
+        CHECK(ws.sample_history >= ws.sample_ids + d.max_logit_rows * 4);
+        CHECK(ws.sample_scratch >= ws.sample_history + size_t(seqs) * c.vocab_size * 4);
+        CHECK(ws.sample_scratch + kSampleWorkspaceBytes <= ws.bytes);
         CHECK(ws.meta_count == 4 * size_t(d.max_batch_tokens) + 2 * (size_t(seqs) + 1) +
                                    size_t(seqs) * d.kv.blocks_per_seq);
         CHECK(d.kv_pool_bytes == size_t(d.kv.num_blocks) * d.kv.block_size * c.kv_dim() * 2 * 2 * c.num_layers);
@@ -183,7 +186,7 @@ TEST_CASE("check_fits_gpu: the other refusals", "[memory_plan]") {
   SECTION("one sequence whose context does not fit: no sequence count to suggest") {
     const std::string msg = refusal(plan_gpu_memory(c, options(131072, 1)), 40, 40);
     CHECK_THAT(msg, StartsWith("not enough GPU memory: 1 sequence x 131072 tokens of KV cache need 17.18 GB"));
-    CHECK_THAT(msg, EndsWith("; use a smaller --max-context (largest that fits: 84816 tokens)"));
+    CHECK_THAT(msg, EndsWith("; use a smaller --max-context (largest that fits: 84800 tokens)"));
   }
   SECTION("an explicit KV pool: fewer blocks") {
     BackendOptions o = options(8192, 1);

@@ -1,6 +1,8 @@
-// GPU argmax, sampler and repetition penalty against kernels/sampling_ref.cpp, plus two checks of the
-// reference itself: its kept set and probabilities against HF's warpers written literally (sort,
-// cumulative sum, re-softmax, in double), and the distribution of many GPU draws (chi-square).
+// The GPU sampler (greedy, seeded draws, penalties) against kernels/sampling_ref.cpp, over row counts and
+// vocabularies that take both of its shapes (a row spread over a group of blocks, one block per row),
+// plus two checks of the reference itself: its kept set and probabilities against HF's warpers written
+// literally (sort, cumulative sum, re-softmax, in double), and the distribution of many GPU draws
+// (chi-square).
 //
 // The sampler's draw for (seed, step) is computed with the same bits on both sides (Philox, the
 // library-free sampling_exp2, integer weights), so ids must match exactly, every one.
@@ -17,81 +19,45 @@
 #include "kernels/sampling.cuh"
 #include "kernels/sampling.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/sampling_test_util.h"
 
 namespace fc::test {
 namespace {
 
-template <typename T>
-GuardedBuffer upload(const std::vector<T>& values) {
-  GuardedBuffer b(values.size() * sizeof(T));
-  b.upload(values.data(), values.size() * sizeof(T));
-  return b;
-}
-
-template <typename T>
-std::vector<T> download(const GuardedBuffer& b, size_t count) {
-  std::vector<T> out(count);
-  b.download(out.data(), count * sizeof(T));
-  return out;
-}
-
-enum class Logits { kUniform, kPeaked, kTied, kMasked };
-
-// One row of logits of a given character.
-std::vector<float> make_logits(int vocab, Logits kind, std::mt19937& rng) {
-  std::vector<float> l(vocab);
-  std::uniform_real_distribution<float> uniform(-5.f, 5.f);
-  std::normal_distribution<float> normal(0.f, 3.f);
-  for (auto& v : l) v = kind == Logits::kUniform ? uniform(rng) : normal(rng);
-  if (kind == Logits::kPeaked) {  // a few dominant tokens, as after a confident context
-    std::uniform_int_distribution<int> pick(0, vocab - 1);
-    for (int j = 0; j < 4; ++j) l[pick(rng)] = 12.f + j;
+// Device scratch for sample(), zeroed as the backend does; check_scratch_zero() after launches checks
+// that every launch left it zero (the last block of a group resets the barrier counters).
+struct Scratch {
+  GuardedBuffer buffer{kSampleWorkspaceBytes};
+  Scratch() { CUDA_CHECK(cudaMemset(buffer.get(), 0, kSampleWorkspaceBytes)); }
+  bool zero() const {
+    std::vector<uint8_t> bytes(kSampleWorkspaceBytes);
+    buffer.download(bytes.data(), bytes.size());
+    return std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; });
   }
-  if (kind == Logits::kTied) {  // quarter steps: many exactly equal logits (tie groups in top-k/top-p)
-    for (auto& v : l) v = std::round(v * 4.f) / 4.f;
-  }
-  if (kind == Logits::kMasked) {  // masked tokens; at least one finite
-    std::bernoulli_distribution mask(0.3);
-    for (auto& v : l) {
-      if (mask(rng)) v = -INFINITY;
-    }
-    l[vocab / 2] = 1.0f;
-  }
-  return l;
-}
+};
 
-std::vector<SamplingParams> param_sets() {
-  std::vector<SamplingParams> sets;
-  auto add = [&](float t, int k, float p, float min_p) {
-    SamplingParams s;
-    s.temperature = t;
-    s.top_k = k;
-    s.top_p = p;
-    s.min_p = min_p;
-    sets.push_back(s);
-  };
-  add(1.0f, 0, 1.0f, 0.0f);        // plain softmax sampling
-  add(0.7f, 50, 1.0f, 0.0f);       // top-k
-  add(1.3f, 0, 0.9f, 0.0f);        // top-p over the whole vocabulary
-  add(0.8f, 40, 0.95f, 0.05f);     // all filters
-  add(1.0f, 0, 1.0f, 0.1f);        // min-p
-  add(1.0f, 1, 1.0f, 0.0f);        // top-k = 1 (ties with the max all kept)
-  add(0.0f, 0, 1.0f, 0.0f);        // greedy
-  add(1.0f, 0, 1e-4f, 0.0f);       // top-p so small only the top group survives
-  add(2.0f, 3000, 0.5f, 0.0f);     // k above the shared-memory candidate capacity (2048)
-  add(0.6f, 2000, 0.99f, 0.0f);    // top-p after a large top-k
-  add(1e-39f, 10, 0.9f, 0.0f);     // log2(e)/T overflows fp32: greedy
-  return sets;
+// sample() on uploaded rows without penalties.
+std::vector<int32_t> gpu_sample(const std::vector<float>& logits, int rows, int vocab,
+                                const std::vector<SamplingParams>& params, Scratch& scratch) {
+  GuardedBuffer d_logits = upload(logits);
+  GuardedBuffer d_params = upload(params);
+  GuardedBuffer d_ids(rows * sizeof(int32_t));
+  sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(), SamplingHistory{}, scratch.buffer.get(),
+         d_ids.as<int32_t>(), nullptr);
+  std::vector<int32_t> ids = download<int32_t>(d_ids, rows);
+  CHECK(d_ids.sentinel_intact());
+  return ids;
 }
 
 }  // namespace
 
-TEST_CASE("argmax returns the first maximum like torch.argmax", "[gpu][sampling][argmax]") {
+TEST_CASE("greedy rows return the first maximum like torch.argmax", "[gpu][sampling][argmax]") {
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  for (int vocab : {1, 3, 97, 32000, 128256}) {
-    for (int rows : {1, 3, 54}) {
+  Scratch scratch;
+  for (int vocab : {1, 3, 97, 5000, 32000, 128256}) {
+    for (int rows : {1, 3, 54, 65}) {
       CAPTURE(vocab, rows);
       std::vector<float> logits;
       for (int r = 0; r < rows; ++r) {
@@ -103,17 +69,16 @@ TEST_CASE("argmax returns the first maximum like torch.argmax", "[gpu][sampling]
         }
         logits.insert(logits.end(), row.begin(), row.end());
       }
-      GuardedBuffer d_logits = upload(logits);
-      GuardedBuffer d_ids(rows * sizeof(int32_t));
-      argmax(d_logits.as<float>(), rows, vocab, d_ids.as<int32_t>(), nullptr);
-      const std::vector<int32_t> ids = download<int32_t>(d_ids, rows);
+      std::vector<SamplingParams> greedy(rows);
+      for (auto& p : greedy) p.temperature = 0;
+      const std::vector<int32_t> ids = gpu_sample(logits, rows, vocab, greedy, scratch);
       for (int r = 0; r < rows; ++r) {
         CAPTURE(r);
         CHECK(ids[r] == argmax_ref(logits.data() + static_cast<size_t>(r) * vocab, vocab));
       }
-      CHECK(d_ids.sentinel_intact());
     }
   }
+  CHECK(scratch.zero());
 }
 
 TEST_CASE("sample picks the reference id for the same (seed, step) draw", "[gpu][sampling][sample]") {
@@ -122,29 +87,27 @@ TEST_CASE("sample picks the reference id for the same (seed, step) draw", "[gpu]
   std::mt19937 rng(seed);
   std::mt19937_64 rng64(seed);
   const std::vector<SamplingParams> sets = param_sets();
+  Scratch scratch;
   int checked = 0;
-  for (int vocab : {3, 97, 1000, 32000, 128256}) {
+  // Row counts: 1 and 11 rows are spread over groups of blocks (at 128256: ~126 and ~12 blocks a row),
+  // 70 rows (beyond the grouped rows' limit) take one block each.
+  for (int vocab : {3, 97, 1000, 5000, 32000, 128256}) {
     for (Logits kind : {Logits::kUniform, Logits::kPeaked, Logits::kTied, Logits::kMasked}) {
-      // One row per parameter set, each with its own seed and step.
-      const int rows = static_cast<int>(sets.size());
+      for (int rows : {1, static_cast<int>(sets.size()), 70}) {
+      if (rows == 70 && vocab < 32000) continue;
+      // Row r takes parameter set r % sets, each row with its own seed and step.
       std::vector<float> logits;
-      std::vector<SamplingParams> params = sets;
-      for (auto& p : params) {
-        p.seed = rng64();
-        p.step = rng64() % 100000;
+      std::vector<SamplingParams> params(rows);
+      for (int r = 0; r < rows; ++r) {
+        params[r] = sets[(r + (rows == 1 ? static_cast<int>(rng() % sets.size()) : 0)) % sets.size()];
+        params[r].seed = rng64();
+        params[r].step = rng64() % 100000;
         const std::vector<float> row = make_logits(vocab, kind, rng);
         logits.insert(logits.end(), row.begin(), row.end());
       }
-      GuardedBuffer d_logits = upload(logits);
-      GuardedBuffer d_params = upload(params);
-      GuardedBuffer d_ids(rows * sizeof(int32_t));
-      sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(), d_ids.as<int32_t>(), nullptr);
-      const std::vector<int32_t> ids = download<int32_t>(d_ids, rows);
-      CHECK(d_ids.sentinel_intact());
+      const std::vector<int32_t> ids = gpu_sample(logits, rows, vocab, params, scratch);
       // Deterministic: the same launch again gives the same ids.
-      d_ids.poison();
-      sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(), d_ids.as<int32_t>(), nullptr);
-      CHECK(download<int32_t>(d_ids, rows) == ids);
+      CHECK(gpu_sample(logits, rows, vocab, params, scratch) == ids);
       for (int r = 0; r < rows; ++r) {
         const SamplingParams& p = params[r];
         CAPTURE(vocab, static_cast<int>(kind), r, p.temperature, p.top_k, p.top_p, p.min_p, p.seed, p.step);
@@ -154,8 +117,10 @@ TEST_CASE("sample picks the reference id for the same (seed, step) draw", "[gpu]
         ++checked;
         CHECK(ids[r] == ref.id);
       }
+      }
     }
   }
+  CHECK(scratch.zero());
   std::printf("[sampling] %d draws compared with the reference\n", checked);
 }
 
@@ -278,12 +243,8 @@ TEST_CASE("GPU draws follow the reference distribution (chi-square)", "[gpu][sam
     logits.insert(logits.end(), row.begin(), row.end());
     params[d].step = d;
   }
-  GuardedBuffer d_logits = upload(logits);
-  GuardedBuffer d_params = upload(params);
-  GuardedBuffer d_ids(draws * sizeof(int32_t));
-  sample(d_logits.as<float>(), draws, vocab, d_params.as<SamplingParams>(), d_ids.as<int32_t>(), nullptr);
-  const std::vector<int32_t> ids = download<int32_t>(d_ids, draws);
-  CHECK(d_ids.sentinel_intact());
+  Scratch scratch;
+  const std::vector<int32_t> ids = gpu_sample(logits, draws, vocab, params, scratch);
 
   const SampleRefResult ref = sample_ref(row.data(), vocab, p, 0);
   std::vector<int> counts(vocab, 0);
@@ -325,47 +286,86 @@ TEST_CASE("GPU draws follow the reference distribution (chi-square)", "[gpu][sam
   CHECK(chi2 < limit);
 }
 
-TEST_CASE("repetition_penalty applies HF's rule once per distinct id", "[gpu][sampling][penalty]") {
+TEST_CASE("penalties: the GPU penalises from the history, picks the reference id and counts it",
+          "[gpu][sampling][penalty]") {
   const uint32_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937 rng(seed);
-  for (int vocab : {97, 32000, 128256}) {
-    CAPTURE(vocab);
-    const int rows = 4;
-    std::vector<float> logits;
-    for (int r = 0; r < rows; ++r) {
-      const std::vector<float> row = make_logits(vocab, Logits::kUniform, rng);
-      logits.insert(logits.end(), row.begin(), row.end());
-    }
-    const std::vector<float> penalties = {1.3f, 0.7f, 1.0f, 2.0f};
-    std::vector<int32_t> ids, offsets = {0};
-    std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
-    for (int r = 0; r < rows; ++r) {
-      const int count = r == 2 ? 0 : 300 * (r + 1);  // row 2: no history
-      for (int j = 0; j < count; ++j) {
-        int32_t id = pick(rng);
-        if (j % 7 == 3 && !ids.empty()) id = ids[ids.size() - 1 - j % 5 % ids.size()];  // duplicates
-        if (j == 5) id = -3;                                                        // ignored
-        if (j == 6) id = vocab + 11;                                                // ignored
-        ids.push_back(id);
+  std::mt19937_64 rng64(seed);
+  Scratch scratch;
+  int changed_by_penalty = 0, compared = 0;
+  for (int vocab : {97, 5000, 128256}) {
+    for (int rows : {1, 5, 70}) {
+      CAPTURE(vocab, rows);
+      // Row r's history is slot (rows - 1 - r) of `slots` slots; one row in four has no penalty.
+      const int slots = rows + 2;
+      std::vector<float> logits;
+      std::vector<SamplingParams> params(rows);
+      std::vector<int32_t> slot_of(rows);
+      std::vector<uint32_t> history(static_cast<size_t>(slots) * vocab, 0);
+      std::uniform_int_distribution<int> pick(0, vocab - 1);
+      for (int r = 0; r < rows; ++r) {
+        const std::vector<float> row = make_logits(vocab, r % 2 ? Logits::kPeaked : Logits::kUniform, rng);
+        logits.insert(logits.end(), row.begin(), row.end());
+        SamplingParams& p = params[r];
+        p.temperature = r % 3 == 0 ? 0.0f : 0.6f + 0.1f * (r % 4);
+        p.top_p = r % 3 == 1 ? 0.9f : 1.0f;
+        p.top_k = r % 3 == 2 ? 40 : 0;
+        p.seed = rng64();
+        p.step = rng64() % 1000;
+        if (r % 4 != 3) {
+          p.repetition_penalty = 1.0f + 0.3f * (r % 3);
+          p.presence_penalty = r % 2 ? 0.5f : -0.5f;
+          p.frequency_penalty = r % 2 ? 0.25f : -1.0f;
+        }
+        slot_of[r] = r % 4 == 3 ? -1 : rows - 1 - r;
+        // The history: context ids, generated counts (with ties), and the row's own argmax (so that the
+        // penalty changes what greedy picks).
+        uint32_t* h = history.data() + static_cast<size_t>(rows - 1 - r) * vocab;
+        for (int j = 0; j < std::min(vocab / 4, 600); ++j) h[pick(rng)] |= kHistoryInContext;
+        for (int j = 0; j < std::min(vocab / 4, 300); ++j) h[pick(rng)] += 1 + j % 3;
+        h[std::max_element(row.begin(), row.end()) - row.begin()] |= kHistoryInContext | 2;
       }
-      offsets.push_back(static_cast<int32_t>(ids.size()));
+      GuardedBuffer d_logits = upload(logits);
+      GuardedBuffer d_params = upload(params);
+      GuardedBuffer d_slots = upload(slot_of);
+      GuardedBuffer d_history = upload(history);
+      GuardedBuffer d_ids(rows * sizeof(int32_t));
+      sample(d_logits.as<float>(), rows, vocab, d_params.as<SamplingParams>(),
+             SamplingHistory{d_history.as<uint32_t>(), d_slots.as<int32_t>()}, scratch.buffer.get(),
+             d_ids.as<int32_t>(), nullptr);
+      const std::vector<int32_t> ids = download<int32_t>(d_ids, rows);
+      CHECK(d_ids.sentinel_intact());
+      CHECK(d_history.sentinel_intact());
+      // The logits are read, never written.
+      CHECK(download<float>(d_logits, logits.size()) == logits);
+      std::vector<uint32_t> expected_history = history;
+      for (int r = 0; r < rows; ++r) {
+        CAPTURE(r);
+        const SamplingParams& p = params[r];
+        std::vector<float> row(logits.begin() + static_cast<size_t>(r) * vocab,
+                               logits.begin() + static_cast<size_t>(r + 1) * vocab);
+        const int unpenalised = sample_ref(row.data(), vocab, p, sampling_random(p.seed, p.step)).id;
+        if (slot_of[r] >= 0) {
+          uint32_t* h = expected_history.data() + static_cast<size_t>(slot_of[r]) * vocab;
+          penalize_ref(row.data(), vocab, h, p);
+        }
+        const int ref = sample_ref(row.data(), vocab, p, sampling_random(p.seed, p.step)).id;
+        CHECK(ids[r] == ref);
+        ++compared;
+        changed_by_penalty += ref != unpenalised;
+        if (slot_of[r] >= 0) {
+          uint32_t& word = expected_history[static_cast<size_t>(slot_of[r]) * vocab + ref];
+          word = sampling_history_add(word);
+        }
+      }
+      CHECK(download<uint32_t>(d_history, history.size()) == expected_history);
     }
-    if (ids.empty()) ids.push_back(0);  // keep the buffer non-empty
-    GuardedBuffer d_logits = upload(logits);
-    GuardedBuffer d_ids = upload(ids);
-    GuardedBuffer d_offsets = upload(offsets);
-    GuardedBuffer d_penalties = upload(penalties);
-    repetition_penalty(d_logits.as<float>(), rows, vocab, d_ids.as<int32_t>(), d_offsets.as<int32_t>(),
-                       d_penalties.as<float>(), nullptr);
-    std::vector<float> ref = logits;
-    repetition_penalty_ref(ref.data(), rows, vocab, ids.data(), offsets.data(), penalties.data());
-    const std::vector<float> got = download<float>(d_logits, logits.size());
-    const CompareResult r = compare(got, ref, 0, 0);  // one multiply or divide per element: exact
-    INFO(r.summary);
-    CHECK(r.ok);
-    CHECK(d_logits.sentinel_intact());
   }
+  CHECK(scratch.zero());
+  std::printf("[sampling] penalties: %d ids compared, %d of them changed by the penalty\n", compared,
+              changed_by_penalty);
+  CHECK(changed_by_penalty >= compared / 10);  // the penalties were applied, not ignored
 }
 
 }  // namespace fc::test
