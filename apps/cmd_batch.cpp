@@ -2,8 +2,10 @@
 // (engine/scheduler.h), one result line per request in input order (apps/batch_io.h), a progress bar
 // and a summary line on stderr. Ctrl-C stops the run after the current step: the requests finished so far
 // are written (whole lines only) and the exit status is 130.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -71,7 +73,7 @@ BatchInput read_input(const BatchOptions& o) {
     input = read_batch_input(std::cin, o.strict);
   } else {
     std::ifstream in(o.input, std::ios::binary);
-    if (!in) fail("cannot open {}", o.input);
+    if (!in) fail("cannot open {}: {}", o.input, std::strerror(errno));
     try {
       input = read_batch_input(in, o.strict);
     } catch (const Error& e) {
@@ -251,7 +253,7 @@ int run_batch(BatchOptions& o) {
   FILE* out = stdout;
   if (!o.output.empty()) {
     out = std::fopen(o.output.c_str(), "wb");
-    if (out == nullptr) fail("cannot write {}", o.output);
+    if (out == nullptr) fail("cannot write {}: {}", o.output, std::strerror(errno));
   }
   const std::unique_ptr<FILE, int (*)(FILE*)> close_out(out == stdout ? nullptr : out, std::fclose);
   BackendOptions bo;

@@ -29,10 +29,11 @@ void Backend::forward_sample(const ForwardBatch& batch, const std::vector<Sampli
   }
 }
 
-void Backend::set_sampling_history(int seq_id, const std::vector<int32_t>& context) {
+void Backend::set_sampling_history(int seq_id, const std::vector<int32_t>& context,
+                                   const std::vector<int32_t>& generated) {
   if (seq_id < 0) fail("set_sampling_history: sequence id {} is negative", seq_id);
   if (static_cast<size_t>(seq_id) >= histories_.size()) histories_.resize(seq_id + 1);
-  histories_[seq_id] = sampling_history_ref(context, config().vocab_size);
+  histories_[seq_id] = sampling_history_ref(context, config().vocab_size, generated);
 }
 
 }  // namespace fc

@@ -76,9 +76,11 @@ class Backend {
   virtual void forward_sample(const ForwardBatch& batch, const std::vector<SamplingParams>& params,
                               std::vector<int32_t>& ids);
   // Starts a request's penalty history for `seq_id`: the ids of its context (prompt, earlier turns) are
-  // marked, the generated counts are zero. Call it before the request's first forward_sample when any of
-  // its penalties is on (and again when a preempted request is recomputed).
-  virtual void set_sampling_history(int seq_id, const std::vector<int32_t>& context);
+  // marked and those it has generated so far counted (none for a new request; a preempted request being
+  // recomputed passes its own). Call it before the request's first forward_sample when any of its
+  // penalties is on.
+  virtual void set_sampling_history(int seq_id, const std::vector<int32_t>& context,
+                                    const std::vector<int32_t>& generated = {});
 
   // Bytes of device memory this backend holds (weights, KV pool, workspaces); 0 on the CPU.
   virtual size_t device_memory_bytes() const { return 0; }

@@ -180,13 +180,14 @@ class CudaBackend final : public Backend {
 
   // The history lives on the device (layout: one row of vocab words per sequence id < max_sequences);
   // written once per request, outside the decode loop.
-  void set_sampling_history(int seq_id, const std::vector<int32_t>& context) override {
+  void set_sampling_history(int seq_id, const std::vector<int32_t>& context,
+                            const std::vector<int32_t>& generated) override {
     if (!kOneLaunchSampler) {  // penalised steps sample on the host
-      Backend::set_sampling_history(seq_id, context);
+      Backend::set_sampling_history(seq_id, context, generated);
       return;
     }
     const size_t slot = static_cast<size_t>(history_slot(seq_id, /*must_be_set=*/false));
-    const std::vector<uint32_t> words = sampling_history_ref(context, config_.vocab_size);
+    const std::vector<uint32_t> words = sampling_history_ref(context, config_.vocab_size, generated);
     cudaStream_t s = stream_.get();
     CUDA_CHECK(cudaMemcpyAsync(ws_.sample_history + slot * config_.vocab_size, words.data(),
                                words.size() * sizeof(uint32_t), cudaMemcpyHostToDevice, s));

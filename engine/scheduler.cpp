@@ -107,10 +107,11 @@ void Scheduler::admit(std::vector<Row>& rows, int& budget) {
     r.seq_id = kv_.create_sequence();
     kv_.reserve(r.seq_id, context);
     if (sampling_has_penalty(r.input.params.sampling)) {
-      // What the penalties see, as generate() sets it: the prompt, and after a preemption also the ids
-      // generated before it (all marked as context: the repetition penalty is unchanged, but the presence
-      // and frequency counts of those ids start again from zero; the backend takes no counts).
-      backend_.set_sampling_history(r.seq_id, r.context);
+      // What the penalties see, as generate() sets it: the prompt as context, and after a preemption the
+      // ids generated before it, counted again, so the recomputed request continues exactly.
+      const auto prompt_end = r.context.begin() + r.result.prompt_tokens;
+      backend_.set_sampling_history(r.seq_id, std::vector<int32_t>(r.context.begin(), prompt_end),
+                                    std::vector<int32_t>(prompt_end, r.context.end()));
     }
     running_.push_back(index);
     const int chunk = std::min(context, budget);

@@ -19,9 +19,8 @@
 // The effective context of a request is min(the backend's context, the pool): a request alone always fits,
 // and one that reaches that length ends with StopReason::ContextFull, as generate() does at its context.
 // Identical prompt prefixes do not share blocks (each request holds its own).
-// Penalties: each request's history is set at admission (Backend::set_sampling_history). A preempted request
-// gets its generated ids back as context, so the repetition penalty is exact but presence and frequency
-// penalties count only the ids generated since the last recomputation.
+// Penalties: each request's history is set at admission (Backend::set_sampling_history); a preempted request
+// gets its prompt back as context and its generated ids as counts, so every penalty continues exactly.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -131,7 +130,7 @@ class Scheduler {
   SchedulerOptions options_;
   Callbacks callbacks_;
   int effective_context_ = 0;
-  std::vector<Request> requests_;
+  std::deque<Request> requests_;  // a deque: a callback may add() while a Request& is held
   std::deque<int> waiting_;   // input order; preempted requests go back to the front
   std::vector<int> running_;  // admission order: the youngest (first preempted) last
   SchedulerStats stats_;

@@ -172,8 +172,10 @@ SampleRefResult sample_ref(const float* logits, int vocab, const SamplingParams&
 
 // Step P on one row in place: logits[i] = sampling_penalize(logits[i], history[i], params).
 void penalize_ref(float* logits, int vocab, const uint32_t* history, const SamplingParams& params);
-// A history (vocab words) for a sequence whose context holds `context` (ids outside [0, vocab) ignored).
-std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab);
+// A history (vocab words) for a sequence whose context holds `context` and whose request has generated
+// `generated` so far (each counted once per occurrence); ids outside [0, vocab) are ignored.
+std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab,
+                                           const std::vector<int32_t>& generated = {});
 
 
 }  // namespace fc

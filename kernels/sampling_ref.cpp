@@ -105,10 +105,14 @@ void penalize_ref(float* logits, int vocab, const uint32_t* history, const Sampl
   for (int i = 0; i < vocab; ++i) logits[i] = sampling_penalize(logits[i], history[i], params);
 }
 
-std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab) {
+std::vector<uint32_t> sampling_history_ref(const std::vector<int32_t>& context, int vocab,
+                                           const std::vector<int32_t>& generated) {
   std::vector<uint32_t> history(static_cast<size_t>(vocab), 0);
   for (int32_t id : context) {
     if (id >= 0 && id < vocab) history[id] |= kHistoryInContext;
+  }
+  for (int32_t id : generated) {
+    if (id >= 0 && id < vocab) history[id] = sampling_history_add(history[id]);
   }
   return history;
 }

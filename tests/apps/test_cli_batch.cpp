@@ -9,7 +9,6 @@
 
 #include <cctype>
 #include <fstream>
-#include <memory>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -126,7 +125,16 @@ not json
   check_error(run_flashcore("batch --model " + model_dir() + " --device cpu --input " + empty.path()),
               "no request to run (1 bad lines)", 1);
   check_error(run_flashcore("batch --model " + model_dir() + " --device cpu --input /nonexistent.jsonl"),
-              "cannot open /nonexistent.jsonl");
+              "cannot open /nonexistent.jsonl: No such file");
+  // After the input's warnings (6 bad lines, 1 unknown field), before the model is loaded.
+  check_error(run_flashcore("batch --model " + model_dir() + " --device cpu --input " + input.path() +
+                            " --output /nonexistent/results.jsonl"),
+              "cannot write /nonexistent/results.jsonl", 7);
+  // --input -: the requests on stdin.
+  const auto piped = run_flashcore("batch --model " + model_dir() + " --device cpu --temperature 0 --max-new-tokens 2 "
+                                   "--input -", R"({"id": "p", "prompt": "the cat"})" "\n");
+  REQUIRE(piped.status == 0);
+  CHECK(json_lines(piped.out).at(0)["id"] == "p");
   // Refused before the input is read (no warnings).
   check_error(run_flashcore("batch --model " + model_dir() + " --device cpu --max-batch 8 --max-batch-tokens 4 "
                             "--input " + input.path()),

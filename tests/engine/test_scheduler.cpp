@@ -43,8 +43,9 @@ class SpyBackend final : public Backend {
     steps.push_back(batch.n_tokens);
     inner_->forward_sample(batch, params, ids);
   }
-  void set_sampling_history(int seq_id, const std::vector<int32_t>& context) override {
-    inner_->set_sampling_history(seq_id, context);
+  void set_sampling_history(int seq_id, const std::vector<int32_t>& context,
+                            const std::vector<int32_t>& generated) override {
+    inner_->set_sampling_history(seq_id, context, generated);
   }
   std::vector<std::vector<int>> steps;  // n_tokens of each call
 
@@ -227,13 +228,16 @@ TEST_CASE("scheduler: penalties per request, each with its own history", "[sched
     REQUIRE(run.stats.preemptions == 0);
     check_equals_alone(run, *reference, prompts, params);
   }
-  SECTION("preempted: the repetition penalty stays exact (the generated ids come back as context)") {
-    for (auto& p : params) {
+  SECTION("preempted: every penalty stays exact (prompt back as context, generated ids as counts)") {
+    for (size_t i = 0; i < params.size(); ++i) {
+      GenerationParams& p = params[i];
       p.max_new_tokens = 22;  // the 97-token prompts reach 119 of the pool's 120 tokens
-      p.sampling.presence_penalty = p.sampling.frequency_penalty = 0;
-      // Strong enough that a generated id missing from the history after a recomputation changes the
-      // next ids (checked: the test fails when only the prompt is given back).
-      p.sampling.repetition_penalty = 8.0f;
+      // Strong enough that a history missing the generated ids (or their counts) after a recomputation
+      // changes the next ids (checked: the test fails when only the prompt is given back, or when the
+      // generated ids come back as context instead of counts).
+      if (i % 3 == 0) p.sampling.repetition_penalty = 8.0f;
+      if (i % 3 == 1) p.sampling.presence_penalty = 4.0f;
+      if (i % 3 == 2) p.sampling.frequency_penalty = -3.0f;
     }
     auto b = cpu_backend(128, 30, 4, 4);
     const Run run = run_batch(*b, prompts, params, {4, 16});
