@@ -28,6 +28,7 @@
 #include "apps/model_shapes.h"
 #include "core/error.h"
 #include "engine/bench.h"
+#include "engine/fp8_support.h"
 #include "model/llama_weights.h"
 
 namespace fc::cli {
@@ -144,6 +145,21 @@ json bench_prefill(Backend& backend, int prompt_len, int chunk, const BenchOptio
           {"samples_ms", samples}};
 }
 
+// Whether the backend holds the projections as FP8 (--quantize fp8 or an FP8 checkpoint): the roofline
+// then counts their e4m3 bytes and scales (engine/bench.h decode_weight_bytes).
+bool fp8_weights(const Config& c, const BenchOptions& o) {
+  BackendOptions bo;
+  bo.weights = weight_format(o.quantize);
+  return fp8_projections(c, bo);
+}
+
+// The weight format as the table and JSON name it.
+std::string weight_format_name(const Config& c, const BenchOptions& o) {
+  if (!fp8_weights(c, o)) return "bf16";
+  return weight_format(o.quantize) == WeightFormat::kFp8 ? "fp8 e4m3 (quantized on load, per-channel scales)"
+                                                         : "fp8 e4m3 (checkpoint)";
+}
+
 // gen_len decode steps for `batch` sequences that each hold `context` tokens, timed per step, with the
 // sampler `sp` (each sequence its own seed; the draw of position p, as generate makes it).
 json bench_decode(Backend& backend, int batch, int context, double copy_gbs, const BenchOptions& o,
@@ -178,7 +194,8 @@ json bench_decode(Backend& backend, int batch, int context, double copy_gbs, con
       samples.push_back(ms);
       // This step reads the weights once and, per sequence, K/V of context + step + 1 tokens (the new
       // token's own K/V is written, then read by attention).
-      bytes_sum += decode_weight_bytes(c) + double(batch) * (context + step + 1) * kv_bytes_per_token(c);
+      bytes_sum += decode_weight_bytes(c, fp8_weights(c, o)) +
+                   double(batch) * (context + step + 1) * kv_bytes_per_token(c);
     }
   }
   for (int s : seqs) kv.release_sequence(s);
@@ -252,7 +269,9 @@ int run_bench(const BenchOptions& o) {
   // headroom (cuBLAS workspace, decode split buffers, fragmentation).
   double kv_budget = 1e300;
   if (cuda) {
-    const double weights = double(config.parameter_count()) * 2;
+    // bf16 everywhere, less what FP8 projections save (their bytes are what a decode step reads of them).
+    const double weights = double(config.parameter_count()) * 2 -
+                           (decode_weight_bytes(config) - decode_weight_bytes(config, fp8_weights(config, o)));
     const double per_token_ws = 4.0 * config.hidden_size + 2.0 * (2 * config.hidden_size + config.q_dim() +
                                 2 * config.kv_dim() + config.q_dim()) + 6.0 * config.intermediate_size;
     kv_budget = double(free_before) - weights - per_token_ws * std::max(chunk, max_batch) -
@@ -296,7 +315,8 @@ int run_bench(const BenchOptions& o) {
                                           : make_synthetic_cuda_backend(config, o.seed, bo);
   out["load_s"] = ms_since(t_load) / 1e3;
   memory.sample();
-  out["decode_weight_bytes"] = decode_weight_bytes(config);
+  out["weights"] = weight_format_name(config, o);
+  out["decode_weight_bytes"] = decode_weight_bytes(config, fp8_weights(config, o));
   out["kv_bytes_per_token"] = kv_token;
   out["kv_pool_tokens"] = int64_t(kv_blocks) * o.block_size;
   out["settings"] = {{"prompt_lens", o.prompt_lens}, {"contexts", o.contexts}, {"batches", o.batches},
@@ -314,8 +334,9 @@ int run_bench(const BenchOptions& o) {
                 out["device"].get<std::string>().c_str(), copy_gbs, out["build"].get<std::string>().c_str(),
                 out["kernel_paths"].get<std::string>().c_str());
   }
-  std::printf("%s: decode reads %.2f GB of weights + %.1f KiB of K/V per context token per sequence\n",
-              out["model"].get<std::string>().c_str(), decode_weight_bytes(config) / 1e9, kv_token / 1024);
+  std::printf("%s, weights %s: decode reads %.2f GB of weights + %.1f KiB of K/V per context token per sequence\n",
+              out["model"].get<std::string>().c_str(), out["weights"].get<std::string>().c_str(),
+              out["decode_weight_bytes"].get<double>() / 1e9, kv_token / 1024);
 
   out["prefill"] = json::array();
   if (!o.prompt_lens.empty()) {

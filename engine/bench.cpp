@@ -49,11 +49,18 @@ DeviceInfo cuda_device_info() { fail("this flashcore was built without CUDA"); }
 double measure_copy_bandwidth_gbs(size_t, int) { fail("this flashcore was built without CUDA"); }
 #endif
 
-double decode_weight_bytes(const Config& c) {
+double decode_weight_bytes(const Config& c, bool fp8_projections) {
   const double embed = double(c.vocab_size) * c.hidden_size;
   double params = double(c.parameter_count());
   if (!c.tie_word_embeddings) params -= embed;  // the table itself is only gathered
-  return params * 2.0;
+  if (!fp8_projections) return params * 2.0;
+  // Per layer: [wq; wk; wv] (qkv_rows x hidden), wo (hidden x q_dim), [gate; up] (2 inter x hidden),
+  // down (hidden x inter): 1 byte per element and 4 per output row instead of 2 per element.
+  const double hidden = c.hidden_size, inter = c.intermediate_size, q_dim = c.q_dim();
+  const double qkv_rows = q_dim + 2.0 * c.kv_dim();
+  const double elements = qkv_rows * hidden + hidden * q_dim + 2 * inter * hidden + hidden * inter;
+  const double rows = qkv_rows + hidden + 2 * inter + hidden;
+  return (params - c.num_layers * elements) * 2.0 + c.num_layers * (elements + 4.0 * rows);
 }
 
 double kv_bytes_per_token(const Config& c) { return 2.0 * c.num_layers * c.kv_dim() * 2.0; }

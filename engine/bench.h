@@ -25,9 +25,11 @@ DeviceInfo cuda_device_info();
 // a memory-bound kernel is held to. Throws fc::Error without CUDA.
 double measure_copy_bandwidth_gbs(size_t bytes, int iters);
 
-// Bytes of weights one decode step reads, in bf16: every matrix and norm except the embedding table,
-// whose rows are gathered (a few KB). With tied embeddings the table is read anyway, as the lm_head.
-double decode_weight_bytes(const Config& config);
+// Bytes of weights one decode step reads: every matrix and norm except the embedding table, whose rows
+// are gathered (a few KB). With tied embeddings the table is read anyway, as the lm_head. bf16, or with
+// `fp8_projections` the attention and MLP projections at one byte per element plus one fp32 scale per
+// output row (engine/device_layout.h); norms and lm_head stay bf16.
+double decode_weight_bytes(const Config& config, bool fp8_projections = false);
 // Bytes of K and V one token of context occupies (all layers, bf16): 128 KiB for LLaMA 3.1 8B.
 double kv_bytes_per_token(const Config& config);
 // Matmul FLOPs of a forward over `tokens` new tokens after `context` cached ones (2 x parameters x

@@ -53,7 +53,8 @@ class CudaBackend final : public Backend {
   CudaBackend(const Config& config, const Checkpoint* ckpt, uint64_t seed, const BackendOptions& options)
       : config_(config), options_(options), kv_(checked_kv_cache(config, options)),
         layout_(device_layout(config, options, ckpt == nullptr || ckpt->tensors.lm_head == ckpt->tensors.embed)) {
-    require_cuda_fp8_support(ckpt, options);  // until the FP8 kernels land (issue 16)
+    require_cuda_fp8_support(ckpt, options);  // until the FP8 path has run on a GPU (issue 16)
+    if (layout_.weights.fp8) check_fp8_runs_here(ckpt);
     if (!uses_fast_attention(config_)) {
       spdlog::warn("head_dim {}: using the generic (slow) attention kernel; the tensor-core kernels cover 64 and 128",
                    config_.head_dim);
@@ -66,9 +67,9 @@ class CudaBackend final : public Backend {
                    free_bytes, total_bytes);
     weights_ = allocate_weights(layout_);
     if (ckpt != nullptr) {
-      upload_weights(weights_, *ckpt, options.show_progress);
+      upload_weights(weights_, layout_, *ckpt, options.show_progress);
     } else {
-      fill_random_weights(weights_, config_, seed, stream_.get());
+      fill_random_weights(weights_, layout_, config_, seed, stream_.get());
     }
     ws_ = allocate_workspace(layout_, config_);
     gemm_ = std::make_unique<Gemm>(layout_.cublas_workspace_bytes);
@@ -208,6 +209,35 @@ class CudaBackend final : public Backend {
     return seq_id;
   }
 
+  // FP8 projections need FP8 arithmetic (sm_89+: the GEMV's e4m3 conversion, cuBLASLt's FP8 products; older
+  // GPUs are refused rather than given a slow software path), in_dims that are whole 16-byte loads of e4m3,
+  // and, without --quantize fp8, every projection of the checkpoint stored FP8: the CPU reference keeps
+  // unquantized projections as they are, and so must we (with --quantize fp8 both quantize them alike).
+  void check_fp8_runs_here(const Checkpoint* ckpt) const {
+    const DeviceLimits& d = current_device_limits();
+    if (d.cc_major * 10 + d.cc_minor < 89) {
+      fail("FP8 weights need a GPU with FP8 arithmetic (sm_89 or newer: Ada, Hopper); this one is sm_{}{}: drop --quantize "
+           "fp8, or run FP8 checkpoints with --device cpu", d.cc_major, d.cc_minor);
+    }
+    const Config& c = config_;
+    if (c.hidden_size % 16 != 0 || c.q_dim() % 16 != 0 || c.intermediate_size % 16 != 0) {
+      fail("FP8 weights on the GPU need hidden_size, heads x head_dim and intermediate_size to be multiples of 16 "
+           "(got {}, {}, {})", c.hidden_size, c.q_dim(), c.intermediate_size);
+    }
+    if (ckpt == nullptr || options_.weights == WeightFormat::kFp8) return;
+    for (size_t i = 0; i < ckpt->tensors.layers.size(); ++i) {
+      const LlamaLayerTensors& l = ckpt->tensors.layers[i];
+      for (const auto& [tensor, scale] : {std::pair{l.wq, &l.wq_scale}, std::pair{l.wo, &l.wo_scale},
+                                          std::pair{l.w_gate, &l.w_gate_scale}, std::pair{l.w_down, &l.w_down_scale}}) {
+        if (!scale->fp8()) {
+          fail("{}: tensor '{}' is {} while the checkpoint's other projections are FP8; the CUDA backend holds all "
+               "projections in one format: add --quantize fp8 (quantizes the unquantized ones on load) or use "
+               "--device cpu", tensor->file, tensor->name, dtype_name(tensor->dtype));
+        }
+      }
+    }
+  }
+
   static KVCacheManager checked_kv_cache(const Config& c, const BackendOptions& o) {
     if (cuda_device_count() == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
     return make_kv_cache(c, o);
@@ -216,8 +246,8 @@ class CudaBackend final : public Backend {
   // The decode kernel table for the options on this GPU and build, and whether this model's one-row
   // steps can take the fused path with it: decided once, said once, never switched per call.
   void choose_decode_path() {
-    kernels_ = decode_kernels(options_.decode);
-    gemv_rows_ = options_.decode.gemv && gemv_takes_model(config_);
+    kernels_ = decode_kernels(options_.decode, weights_.fp8);
+    gemv_rows_ = options_.decode.gemv && gemv_takes_model(config_, weights_.fp8);
     std::string why;
     fused_ = gemv_rows_ && fused_decode_supported(config_, weights_, ws_, kernels_, &why);
     if (fused_) {

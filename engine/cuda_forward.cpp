@@ -5,6 +5,11 @@
 //                     kernels chained by programmatic dependent launch.
 //   run_layers        prefill chunks, batched decode, and one-row decode with fusion switched off:
 //                     cuBLASLt products (the GEMV for one row), separate norm / RoPE / SwiGLU kernels.
+//
+// FP8 projections (DeviceWeights::fp8): the same launches; each GEMV reads e4m3 weights (GemvWeight::kE4m3,
+// activations stay bf16), and each cuBLASLt product of two or more rows becomes a per-token quantization
+// of its input (kernels/fp8_quant.cuh; the checkpoint's static input_scale when it has one) and an FP8
+// tensor-core product (Gemm::matmul_fp8). lm_head and the embedding stay bf16.
 #include <cmath>
 #include <deque>
 #include <string>
@@ -17,6 +22,7 @@
 #include "kernels/attention_generic.cuh"
 #include "kernels/attention_prefill.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/fp8_quant.cuh"
 #include "kernels/gather.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -35,14 +41,20 @@ using K = GemvKernel;
 //                                      qkv           o_proj          gate_up       down            lm_head
 constexpr DecodeKernels kHopperKernels{K::kBulkCopy, K::kRegisters, K::kBulkCopy, K::kRegisters, K::kRegisters};
 constexpr DecodeKernels kPortableKernels{K::kRegisters, K::kRegisters, K::kRegisters, K::kRegisters, K::kRegisters};
+// FP8 projections: not measured yet (issue 16): the bf16 table's choices until `bench --quantize fp8
+// --ablate` prices each kernel per projection. An e4m3 step moves the same bytes per warp as a bf16 one,
+// so the bulk-copy ring's advantage for the RMSNorm-staged inputs should carry over.
+constexpr DecodeKernels kHopperFp8Kernels = kHopperKernels;
 
 // The fused step's GEMVs of one layer (and the lm_head), with the epilogue / prologue each carries.
 struct FusedGemvs {
   const StepContext& ctx;
 
-  GemvArgs base(const bf16* w, int in_dim, int out_dim, GemvOutput output, void* out, GemvKernel kernel) const {
+  GemvArgs base(const Projection& w, int in_dim, int out_dim, GemvOutput output, void* out, GemvKernel kernel) const {
     GemvArgs a;
-    a.w = w;
+    a.w = w.w;
+    a.weight = w.fp8() ? GemvWeight::kE4m3 : GemvWeight::kBf16;
+    a.w_scales = w.scales;
     a.in_dim = in_dim;
     a.out_dim = out_dim;
     a.output = output;
@@ -53,7 +65,8 @@ struct FusedGemvs {
     return a;
   }
   // RMSNorm of the fp32 residual computed in the GEMV's prologue.
-  GemvArgs normed(const bf16* w, const bf16* norm, int out_dim, GemvOutput output, void* out, GemvKernel k) const {
+  GemvArgs normed(const Projection& w, const bf16* norm, int out_dim, GemvOutput output, void* out,
+                  GemvKernel k) const {
     GemvArgs a = base(w, ctx.config.hidden_size, out_dim, output, out, k);
     a.input = GemvInput::kRmsNorm;
     a.residual = ctx.ws.residual;
@@ -94,8 +107,8 @@ struct FusedGemvs {
   }
   // final norm -> lm_head -> fp32 logits.
   GemvArgs lm_head() const {
-    return normed(ctx.weights.lm_head, ctx.weights.final_norm, ctx.config.vocab_size, GemvOutput::kF32,
-                  ctx.ws.logits, ctx.kernels.lm_head);
+    return normed(Projection{ctx.weights.lm_head}, ctx.weights.final_norm, ctx.config.vocab_size, GemvOutput::kF32,
+                  ctx.ws.logits, ctx.kernels.lm_head);  // bf16 in every weight format
   }
 };
 
@@ -147,10 +160,12 @@ void run_decode_fused(const StepContext& ctx, const StepShape& st, const OnLogit
 // the rows padded to their bucket (engine/memory_plan.h gemm_rows; every buffer passed here holds
 // gemm_rows(its capacity) rows and the padding rows compute values nothing reads).
 template <typename Out>
-void matmul(const StepContext& ctx, const bf16* x, const bf16* w, Out* out, int rows, int in_dim, int out_dim) {
+void matmul(const StepContext& ctx, const bf16* x, const Projection& w, Out* out, int rows, int in_dim, int out_dim) {
   if (rows == 1 && ctx.gemv_rows) {
     GemvArgs a;
-    a.w = w;
+    a.w = w.w;
+    a.weight = w.fp8() ? GemvWeight::kE4m3 : GemvWeight::kBf16;
+    a.w_scales = w.scales;
     a.x = x;
     a.in_dim = in_dim;
     a.out_dim = out_dim;
@@ -159,7 +174,22 @@ void matmul(const StepContext& ctx, const bf16* x, const bf16* w, Out* out, int 
     a.pdl = ctx.decode.pdl;
     return gemv(a, ctx.stream);
   }
-  ctx.gemm->matmul(x, w, out, ctx.bucket_gemm_rows ? gemm_rows(rows) : rows, in_dim, out_dim, ctx.stream);
+  const int gemm_rows_n = ctx.bucket_gemm_rows ? gemm_rows(rows) : rows;
+  if (w.fp8()) {
+    if constexpr (std::is_same_v<Out, bf16>) {
+      // The input quantized per token (or with the static input_scale) into ws.x_fp8, then one FP8 product.
+      if (w.input_scale > 0) {
+        quantize_rows_fp8_static(x, gemm_rows_n, in_dim, w.input_scale, ctx.ws.x_fp8, ctx.ws.x_scales, ctx.stream);
+      } else {
+        quantize_rows_fp8(x, DType::BF16, gemm_rows_n, in_dim, ctx.ws.x_fp8, ctx.ws.x_scales, nullptr, ctx.stream);
+      }
+      return ctx.gemm->matmul_fp8(ctx.ws.x_fp8, ctx.ws.x_scales, static_cast<const uint8_t*>(w.w), w.scales, out,
+                                  gemm_rows_n, in_dim, out_dim, ctx.stream);
+    } else {
+      fail("FP8 products write bf16");  // no FP8 projection has an fp32 output (lm_head stays bf16)
+    }
+  }
+  ctx.gemm->matmul(x, static_cast<const bf16*>(w.w), out, gemm_rows_n, in_dim, out_dim, ctx.stream);
 }
 
 RopeKVParams rope_params(const StepContext& ctx, size_t layer, int n) {
@@ -215,7 +245,7 @@ void run_layers(const StepContext& ctx, const StepShape& st, const OnLogits& on_
   for (int r0 = 0; r0 < st.logit_rows; r0 += ctx.max_logit_rows) {
     const int chunk = std::min(ctx.max_logit_rows, st.logit_rows - r0);
     gather_rows(ws.normed, ws.logit_rows + r0, chunk, hidden, ws.selected, s);
-    matmul(ctx, ws.selected, w.lm_head, ws.logits, chunk, hidden, c.vocab_size);
+    matmul(ctx, ws.selected, Projection{w.lm_head}, ws.logits, chunk, hidden, c.vocab_size);
     on_logits(r0, chunk);
   }
 }
@@ -228,12 +258,14 @@ const char* nvtx_layer_name(size_t layer) {
   return names[layer].c_str();
 }
 
-DecodeKernels decode_kernels(const DecodeOptions& options) {
-  return options.bulk_gemv && gemv_bulk_copy_available() ? kHopperKernels : kPortableKernels;
+DecodeKernels decode_kernels(const DecodeOptions& options, bool fp8) {
+  if (!(options.bulk_gemv && gemv_bulk_copy_available())) return kPortableKernels;
+  return fp8 ? kHopperFp8Kernels : kHopperKernels;
 }
 
-bool gemv_takes_model(const Config& c) {
-  return c.hidden_size % 8 == 0 && c.q_dim() % 8 == 0 && c.intermediate_size % 8 == 0;
+bool gemv_takes_model(const Config& c, bool fp8) {
+  const int multiple = fp8 ? 16 : 8;  // one 16-byte load of weights: 8 bf16 or 16 e4m3
+  return c.hidden_size % multiple == 0 && c.q_dim() % multiple == 0 && c.intermediate_size % multiple == 0;
 }
 
 bool fused_decode_supported(const Config& config, const DeviceWeights& weights, const Workspace& ws,

@@ -25,24 +25,39 @@
 
 namespace fc::cuda {
 
+// One projection matrix (out, in) row-major: bf16, or e4m3 codes with one fp32 scale per output row.
+struct Projection {
+  void* w = nullptr;
+  float* scales = nullptr;  // e4m3 only: (out)
+  float input_scale = 0;    // e4m3 only: the checkpoint's static activation scale; 0: per-token scales
+  bool fp8() const { return scales != nullptr; }
+};
+
 struct LayerWeights {
-  bf16* attn_norm;  // (hidden)
-  bf16* wqkv;       // (q_dim + 2 kv_dim, hidden): [wq; wk; wv]
-  bf16* wo;         // (hidden, q_dim)
-  bf16* mlp_norm;   // (hidden)
-  bf16* w_gate_up;  // (2 intermediate, hidden): [w_gate; w_up]
-  bf16* w_down;     // (hidden, intermediate)
+  bf16* attn_norm;       // (hidden)
+  Projection wqkv;       // (q_dim + 2 kv_dim, hidden): [wq; wk; wv]
+  Projection wo;         // (hidden, q_dim)
+  bf16* mlp_norm;        // (hidden)
+  Projection w_gate_up;  // (2 intermediate, hidden): [w_gate; w_up]
+  Projection w_down;     // (hidden, intermediate)
 };
 
 struct DeviceWeights {
   DeviceBuffer buffer;
+  bool fp8 = false;  // every projection is e4m3 (else every one is bf16)
   bf16 *embed = nullptr, *lm_head = nullptr, *final_norm = nullptr;  // lm_head == embed when tied
   std::vector<LayerWeights> layers;
 };
 DeviceWeights allocate_weights(const DeviceLayout& layout);
-void upload_weights(const DeviceWeights& weights, const Checkpoint& checkpoint, bool show_progress);
-// HF's initialization scale (std 0.02) for matrices, norms near 1; synchronizes `stream`.
-void fill_random_weights(const DeviceWeights& weights, const Config& config, uint64_t seed, cudaStream_t stream);
+// FP8 weights: an FP8 checkpoint's codes and folded per-row scales are copied; projections stored
+// F32/F16/BF16 are quantized on the GPU (kernels/fp8_quant.cuh, model/quantization.h's arithmetic) through
+// a staging buffer of layout.quantize_staging_bytes. Sets the projections' static input scales.
+void upload_weights(DeviceWeights& weights, const DeviceLayout& layout, const Checkpoint& checkpoint,
+                    bool show_progress);
+// HF's initialization scale (std 0.02) for matrices, norms near 1; synchronizes `stream`. FP8: the same
+// bf16 values drawn into the staging buffer, then quantized per output row.
+void fill_random_weights(const DeviceWeights& weights, const DeviceLayout& layout, const Config& config, uint64_t seed,
+                         cudaStream_t stream);
 
 // Every buffer a step reads or writes besides the weights. Carved once; nothing is allocated per call.
 struct Workspace {
@@ -50,6 +65,8 @@ struct Workspace {
   float *residual = nullptr, *logits = nullptr, *inv_freq = nullptr;
   bf16 *normed = nullptr, *proj = nullptr, *qkv = nullptr, *attn = nullptr, *gate_up = nullptr, *act = nullptr,
        *selected = nullptr;
+  uint8_t* x_fp8 = nullptr;   // FP8 projections: a product's input quantized (rows, in) e4m3
+  float* x_scales = nullptr;  // and its (rows) scales
   // The per-call metadata (WorkspaceOffsets::meta), uploaded in one copy from host_meta.
   int32_t *meta = nullptr, *tokens = nullptr, *positions = nullptr, *slot_mapping = nullptr, *logit_rows = nullptr,
           *cu_seqlens = nullptr, *seq_lens = nullptr, *block_tables = nullptr;
@@ -128,14 +145,14 @@ struct StepContext {
 // Called on the stream after rows [first, first + count) of the step's logits land in ws.logits.
 using OnLogits = std::function<void(int first, int count)>;
 
-// The decode kernel table for these options on this GPU and build.
-DecodeKernels decode_kernels(const DecodeOptions& options);
+// The decode kernel table for these options, this weight format, on this GPU and build.
+DecodeKernels decode_kernels(const DecodeOptions& options, bool fp8);
 // Whether one-row decode steps of this model can take the fused GEMV path with these kernels (every
 // projection's shape is one the GEMV takes); `why` says why not.
 bool fused_decode_supported(const Config& config, const DeviceWeights& weights, const Workspace& ws,
                             const DecodeKernels& kernels, std::string* why);
-// Whether the GEMV takes every one-row product of this model (else cuBLASLt does).
-bool gemv_takes_model(const Config& config);
+// Whether the GEMV takes every one-row product of this model with these weights (else cuBLASLt does).
+bool gemv_takes_model(const Config& config, bool fp8);
 
 // Every launch of one forward step, in order, reading the plan uploaded into ws.meta.
 void run_step(const StepContext& ctx, const StepShape& st, const OnLogits& on_logits);

@@ -33,6 +33,10 @@ Workspace allocate_workspace(const DeviceLayout& d, const Config& c) {
   ws.selected = static_cast<bf16*>(at(o.selected));
   ws.logits = static_cast<float*>(at(o.logits));
   ws.inv_freq = static_cast<float*>(at(o.inv_freq));
+  if (d.weights.fp8) {
+    ws.x_fp8 = static_cast<uint8_t*>(at(o.x_fp8));
+    ws.x_scales = static_cast<float*>(at(o.x_scales));
+  }
   ws.sample_params = static_cast<SamplingParams*>(at(o.sample_params));
   ws.sample_ids = static_cast<int32_t*>(at(o.sample_ids));
   ws.sample_history = static_cast<uint32_t*>(at(o.sample_history));  // zeroed with the rest

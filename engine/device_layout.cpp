@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "engine/fp8_support.h"
 #include "engine/memory_plan.h"
 #include "kernels/attention.h"
 #include "kernels/sampling.h"
@@ -53,7 +54,8 @@ KVCacheManager make_kv_cache(const Config& config, const BackendOptions& options
 bool uses_fast_attention(const Config& c) { return c.head_dim == 64 || c.head_dim == 128; }
 
 std::vector<DeviceLayout::Allocation> DeviceLayout::allocations() const {
-  std::vector<Allocation> all = {{"the model weights (bf16)", weights.bytes},
+  std::vector<Allocation> all = {{weights.fp8 ? "the model weights (FP8 projections)" : "the model weights (bf16)",
+                                  weights.bytes},
                                  {"the KV cache", kv_pool_bytes},
                                  {"activation workspace", workspace.bytes},
                                  {"decode attention workspace", decode_attention_bytes},
@@ -71,22 +73,31 @@ DeviceLayout device_layout(const Config& c, const BackendOptions& o, bool tied_l
   d.tied_lm_head = tied_lm_head;
 
   // Weights: embedding, lm_head (unless tied), final norm, then each layer with Q/K/V and gate/up fused
-  // so that a layer runs 4 products.
+  // so that a layer runs 4 products. FP8: each projection's e4m3 bytes, then its fp32 row scales.
   const size_t hidden = c.hidden_size, inter = c.intermediate_size, vocab = c.vocab_size;
   const size_t q_dim = c.q_dim(), qkv_rows = q_dim + 2 * static_cast<size_t>(c.kv_dim());
   const size_t bf = 2;
+  const bool fp8 = fp8_projections(c, o);
+  d.weights.fp8 = fp8;
+  const size_t proj_bytes = fp8 ? 1 : bf;
   Carving w;
+  // A projection of `rows` x `cols`: its matrix, and its scales when FP8.
+  auto projection = [&](size_t rows, size_t cols, size_t* scales) {
+    const size_t at = w.take(rows * cols * proj_bytes);
+    if (fp8) *scales = w.take(rows * 4);
+    return at;
+  };
   d.weights.embed = w.take(vocab * hidden * bf);
   d.weights.lm_head = tied_lm_head ? d.weights.embed : w.take(vocab * hidden * bf);
   d.weights.final_norm = w.take(hidden * bf);
   for (int l = 0; l < c.num_layers; ++l) {
     WeightOffsets::Layer L;
     L.attn_norm = w.take(hidden * bf);
-    L.wqkv = w.take(qkv_rows * hidden * bf);
-    L.wo = w.take(hidden * q_dim * bf);
+    L.wqkv = projection(qkv_rows, hidden, &L.wqkv_scales);
+    L.wo = projection(hidden, q_dim, &L.wo_scales);
     L.mlp_norm = w.take(hidden * bf);
-    L.w_gate_up = w.take(2 * inter * hidden * bf);
-    L.w_down = w.take(hidden * inter * bf);
+    L.w_gate_up = projection(2 * inter, hidden, &L.w_gate_up_scales);
+    L.w_down = projection(hidden, inter, &L.w_down_scales);
     d.weights.layers.push_back(L);
   }
   d.weights.bytes = w.size();
@@ -111,6 +122,10 @@ DeviceLayout device_layout(const Config& c, const BackendOptions& o, bool tied_l
   ws.selected = a.take(LR * hidden * bf);
   ws.logits = a.take(LR * vocab * 4);
   ws.inv_freq = a.take(static_cast<size_t>(c.head_dim) / 2 * 4);
+  if (fp8) {
+    ws.x_fp8 = a.take(TR * std::max({hidden, q_dim, inter}));
+    ws.x_scales = a.take(TR * 4);
+  }
   ws.meta_count = 4 * T + 2 * (S + 1) + S * static_cast<size_t>(d.kv.blocks_per_seq);
   ws.meta = a.take(ws.meta_count * sizeof(int32_t));
   ws.sample_params = a.take(L * (sizeof(SamplingParams) + sizeof(int32_t)));
@@ -125,6 +140,9 @@ DeviceLayout device_layout(const Config& c, const BackendOptions& o, bool tied_l
                                                                 kMaxDecodeSplits);
   }
   d.cublas_workspace_bytes = kCublasWorkspaceBytes;
+  // Whole rows of the widest projection input, at most 64 MiB of fp32 (the widest stored dtype) but at
+  // least one row.
+  if (fp8) d.quantize_staging_bytes = std::max<size_t>(size_t{64} << 20, std::max({hidden, q_dim, inter}) * 4);
   return d;
 }
 

@@ -24,10 +24,15 @@ KVGeometry kv_geometry(const Config& config, const BackendOptions& options);
 KVCacheManager make_kv_cache(const Config& config, const BackendOptions& options);
 
 // Byte offsets inside one allocation; each tensor starts 256-byte aligned (cuBLASLt, 16-byte loads).
+// FP8 projections (fp8: engine/fp8_support.h fp8_projections) hold one e4m3 byte per element and, right
+// after each matrix, one fp32 scale per output row; embeddings, norms and lm_head stay bf16.
 struct WeightOffsets {
   struct Layer {
     size_t attn_norm, wqkv, wo, mlp_norm, w_gate_up, w_down;  // wqkv = [wq; wk; wv], w_gate_up = [gate; up]
+    // fp8 only: (rows) fp32 scales of each projection (0 when bf16)
+    size_t wqkv_scales = 0, wo_scales = 0, w_gate_up_scales = 0, w_down_scales = 0;
   };
+  bool fp8 = false;
   size_t embed = 0, lm_head = 0, final_norm = 0;  // lm_head == embed when tied
   std::vector<Layer> layers;
   size_t bytes = 0;
@@ -46,6 +51,9 @@ struct WorkspaceOffsets {
   size_t selected = 0;  // (LR, hidden) bf16: the rows whose logits are wanted
   size_t logits = 0;    // (LR, vocab) fp32
   size_t inv_freq = 0;  // (head_dim / 2) fp32
+  // FP8 projections only (0 otherwise): a product's input quantized per token for the FP8 GEMM.
+  size_t x_fp8 = 0;     // (TR, max(hidden, q_dim, intermediate)) e4m3
+  size_t x_scales = 0;  // (TR) fp32
   // Per-call metadata, uploaded in one copy (int32): tokens, positions, slots, logit rows (T each),
   // cu_seqlens (S + 1), seq_lens (S + 1), block tables (S, blocks_per_seq).
   size_t meta = 0;
@@ -64,12 +72,16 @@ struct DeviceLayout {
   int max_logit_rows = 1;    // L
   int max_decode_splits = 0;
   bool tied_lm_head = false;
-  WeightOffsets weights;            // allocation 1: bf16 weights
+  WeightOffsets weights;            // allocation 1: the weights (bf16, or FP8 projections)
   size_t kv_layer_elems = 0;        // one layer's K (or V) pool, bf16 elements
   size_t kv_pool_bytes = 0;         // allocation 2: K and V of every layer
   WorkspaceOffsets workspace;       // allocation 3: activations, metadata, sampling
   size_t decode_attention_bytes = 0;  // allocation 4: split-KV partials (0: tensor-core decode not used)
   size_t cublas_workspace_bytes = 0;  // allocation 5: the one cuBLASLt workspace
+  // FP8 projections quantized on load (--quantize fp8, synthetic FP8 models): a staging buffer for rows of
+  // the unquantized matrices, allocated after the weights and freed before allocations 2-5 are made, so
+  // it never coexists with them (not in allocations(); smaller than they are with the runtime reserve).
+  size_t quantize_staging_bytes = 0;
 
   struct Allocation {
     std::string what;

@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <limits>
 
+#include <spdlog/spdlog.h>
+
 #include "core/error.h"
+#include "kernels/fp8_quant.cuh"
 
 namespace fc {
 namespace {
@@ -20,7 +23,9 @@ int alignment_bytes(const void* p) {
   return bytes;
 }
 
-const char* type_name(cudaDataType_t t) { return t == CUDA_R_32F ? "fp32" : "bf16"; }
+const char* type_name(cudaDataType_t t) {
+  return t == CUDA_R_32F ? "fp32" : t == CUDA_R_8F_E4M3 ? "e4m3" : "bf16";
+}
 
 }  // namespace
 
@@ -44,11 +49,12 @@ Gemm::~Gemm() {
 }
 
 Gemm::Key Gemm::make_key(const void* x, const void* w, const void* out, cudaDataType_t out_type, int rows,
-                         int in_dim, int out_dim) const {
+                         int in_dim, int out_dim, cudaDataType_t in_type) const {
   if (rows < 0 || in_dim <= 0 || out_dim < 0) fail("Gemm: bad shape ({}, {}) @ ({}, {})^T", rows, in_dim, out_dim, in_dim);
   if (out_type != CUDA_R_16BF && out_type != CUDA_R_32F) fail("Gemm: output dtype must be bf16 or fp32");
+  if (in_type == CUDA_R_8F_E4M3 && in_dim % 16 != 0) fail("Gemm: FP8 products need in_dim % 16 == 0 (got {})", in_dim);
   const Key key{rows, in_dim, out_dim, static_cast<int>(out_type), alignment_bytes(x), alignment_bytes(w),
-                alignment_bytes(out)};
+                alignment_bytes(out), static_cast<int>(in_type)};
   if (std::get<4>(key) < 16 || std::get<5>(key) < 16 || std::get<6>(key) < 16) {
     fail("Gemm: pointers must be 16-byte aligned (x {}, w {}, out {})", x, w, out);
   }
@@ -56,7 +62,7 @@ Gemm::Key Gemm::make_key(const void* x, const void* w, const void* out, cudaData
 }
 
 std::vector<cublasLtMatmulHeuristicResult_t> Gemm::heuristics(const Plan& p, const Key& key, int count) {
-  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out] = key;
+  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out, in_type_int] = key;
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t workspace_bytes = workspace_.bytes();
@@ -83,36 +89,67 @@ std::vector<cublasLtMatmulHeuristicResult_t> Gemm::heuristics(const Plan& p, con
   return results;
 }
 
+namespace {
+void destroy_plan_parts(cublasLtMatmulDesc_t& op, cublasLtMatrixLayout_t& a, cublasLtMatrixLayout_t& b,
+                        cublasLtMatrixLayout_t& c) {
+  if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+  if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+  if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+  if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  op = nullptr;
+  a = b = c = nullptr;
+}
+}  // namespace
+
+void Gemm::describe(Plan& p, const Key& key, bool outer_vector_scales) {
+  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out, in_type_int] = key;
+  const auto out_type = static_cast<cudaDataType_t>(out_type_int);
+  const auto in_type = static_cast<cudaDataType_t>(in_type_int);
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
+  p.outer_vector_scales = outer_vector_scales;
+  if (outer_vector_scales) {
+    // A = W' carries one scale per column of the output (M = out_dim), B = X' one per row (N = rows).
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof mode));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof mode));
+  }
+  // Stored shapes (before the op): A = W' is in x out, B = X' is in x rows, C = D is out x rows.
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_type, in_dim, out_dim, in_dim));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_type, in_dim, rows, in_dim));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, out_dim, rows, out_dim));
+}
+
 Gemm::Plan& Gemm::plan(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
 
-  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out] = key;
+  const auto [rows, in_dim, out_dim, out_type_int, align_x, align_w, align_out, in_type_int] = key;
   const auto out_type = static_cast<cudaDataType_t>(out_type_int);
+  const auto in_type = static_cast<cudaDataType_t>(in_type_int);
+  const bool fp8 = in_type == CUDA_R_8F_E4M3;
   Plan p;
-  auto destroy = [&p] {
-    if (p.a != nullptr) cublasLtMatrixLayoutDestroy(p.a);
-    if (p.b != nullptr) cublasLtMatrixLayoutDestroy(p.b);
-    if (p.c != nullptr) cublasLtMatrixLayoutDestroy(p.c);
-    if (p.op != nullptr) cublasLtMatmulDescDestroy(p.op);
-  };
   try {
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
-    // Stored shapes (before the op): A = W' is in x out, B = X' is in x rows, C = D is out x rows.
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, in_dim, out_dim, in_dim));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, in_dim, rows, in_dim));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out_type, out_dim, rows, out_dim));
-    const std::vector<cublasLtMatmulHeuristicResult_t> results = heuristics(p, key, 1);
+    describe(p, key, fp8);
+    std::vector<cublasLtMatmulHeuristicResult_t> results = heuristics(p, key, 1);
+    if (results.empty() && fp8) {  // no outer-vector scaling for this shape: unscaled product + our epilogue
+      destroy_plan_parts(p.op, p.a, p.b, p.c);
+      describe(p, key, false);
+      results = heuristics(p, key, 1);
+      if (!results.empty() && fp8_fallback_plans_++ == 0) {
+        spdlog::warn("cuBLASLt offers no FP8 algorithm with per-row scales for ({}, {}) @ ({}, {})^T: the scales "
+                     "are applied by a separate kernel (one more bf16 rounding)", rows, in_dim, out_dim, in_dim);
+      }
+    }
     if (results.empty()) {
-      fail("cuBLASLt has no algorithm for bf16 x ({}, {}) @ w^T ({}, {}) -> {} (alignments x {} w {} out {} bytes)",
-           rows, in_dim, out_dim, in_dim, type_name(out_type), align_x, align_w, align_out);
+      fail("cuBLASLt has no algorithm for {} x ({}, {}) @ w^T ({}, {}) -> {} (alignments x {} w {} out {} bytes)",
+           type_name(in_type), rows, in_dim, out_dim, in_dim, type_name(out_type), align_x, align_w, align_out);
     }
     p.algo = results[0].algo;
   } catch (...) {
-    destroy();
+    destroy_plan_parts(p.op, p.a, p.b, p.c);
     throw;
   }
   return plans_.emplace(key, p).first->second;
@@ -120,7 +157,7 @@ Gemm::Plan& Gemm::plan(const Key& key) {
 
 void Gemm::prepare(int rows, int in_dim, int out_dim, cudaDataType_t out_type) {
   if (out_type != CUDA_R_16BF && out_type != CUDA_R_32F) fail("Gemm: output dtype must be bf16 or fp32");
-  plan(Key{rows, in_dim, out_dim, static_cast<int>(out_type), 256, 256, 256});
+  plan(Key{rows, in_dim, out_dim, static_cast<int>(out_type), 256, 256, 256, static_cast<int>(CUDA_R_16BF)});
 }
 
 void Gemm::run(const void* x, const void* w, void* out, cudaDataType_t out_type, int rows, int in_dim,
@@ -177,6 +214,23 @@ double Gemm::tune_impl(const void* x, const std::vector<const bf16*>& weights, v
   CUDA_CHECK(cudaEventDestroy(stop));
   p.algo = best;
   return best_us;
+}
+
+void Gemm::matmul_fp8(const uint8_t* x, const float* x_scales, const uint8_t* w, const float* w_scales, bf16* out,
+                      int rows, int in_dim, int out_dim, cudaStream_t stream) {
+  if (rows == 0 || out_dim == 0) return;
+  if (x_scales == nullptr || w_scales == nullptr) fail("Gemm::matmul_fp8: row scales missing");
+  Plan& p = plan(make_key(x, w, out, CUDA_R_16BF, rows, in_dim, out_dim, CUDA_R_8F_E4M3));
+  const float alpha = 1.0f, beta = 0.0f;
+  if (p.outer_vector_scales) {  // host-side attributes: set per call, captured into a graph as values
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scales,
+                                                sizeof w_scales));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scales,
+                                                sizeof x_scales));
+  }
+  CUBLAS_CHECK(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
+                              workspace_.get(), workspace_.bytes(), stream));
+  if (!p.outer_vector_scales) scale_rows_cols_bf16(out, rows, out_dim, x_scales, w_scales, stream);
 }
 
 void Gemm::matmul(const bf16* x, const bf16* w, bf16* out, int rows, int in_dim, int out_dim, cudaStream_t stream,

@@ -12,6 +12,15 @@
 //          kRopeKV   W is the fused [wq; wk; wv]: out (out_dim) bf16 = the projection rounded to bf16,
 //                    then RoPE on Q and K and the K/V append to the paged pools, exactly as fc::rope_kv_append
 //                    does it to a bf16 QKV row (same formula, sincosf of float(pos) * inv_freq, one rounding)
+// Weights (GemvWeight):
+//   kBf16     bf16 (out_dim, in_dim)
+//   kE4m3     e4m3fn codes (out_dim, in_dim), one byte each, and one fp32 scale per output row (w_scales):
+//             row r's product is scale[r] * sum_c code[r][c] * x[c], the scale applied once to the fp32
+//             dot product before the epilogue (RoPE, SwiGLU, residual add see the scaled value). A
+//             16-byte load carries 16 codes, converted in registers (cvt.rn.f16x2.e4m3x2 on sm_89+, exact);
+//             products and sums in fp32 as for bf16. Dequantizing is exactly model/quantization.h's
+//             code x scale up to where the one rounding of that product happens (per element there, once
+//             per row here).
 // CPU references: matmul_ref, rmsnorm_ref, swiglu_ref in kernels/elementwise.h. Steps of two or more rows
 // use cuBLASLt (kernels/gemm.cuh): measured faster from 2 rows on an H200.
 //
@@ -35,6 +44,7 @@ namespace fc {
 enum class GemvInput { kBf16, kRmsNorm };
 enum class GemvOutput { kBf16, kF32, kAddF32, kSwiglu, kRopeKV };
 enum class GemvKernel { kRegisters, kBulkCopy };
+enum class GemvWeight { kBf16, kE4m3 };
 
 // kRopeKV: what rope_kv_append (kernels/rope.cuh) takes besides the QKV row. Device pointers.
 struct GemvRope {
@@ -48,8 +58,10 @@ struct GemvRope {
 };
 
 struct GemvArgs {
-  const bf16* w = nullptr;  // (out_dim, in_dim) row-major; 16-byte aligned
-  int in_dim = 0;           // multiple of 8
+  const void* w = nullptr;  // (out_dim, in_dim) row-major, bf16 or e4m3 codes per `weight`; 16-byte aligned
+  GemvWeight weight = GemvWeight::kBf16;
+  const float* w_scales = nullptr;  // kE4m3: (out_dim) fp32, one per output row (fused rows keep their own)
+  int in_dim = 0;           // multiple of 8 (kE4m3: of 16)
   int out_dim = 0;          // kSwiglu: even (2 cols)
   GemvInput input = GemvInput::kBf16;
   const bf16* x = nullptr;            // kBf16: (in_dim), 16-byte aligned
@@ -67,7 +79,7 @@ struct GemvArgs {
 // per device: the kernel's PTX and machine code versions, not only the compute capability, so a binary
 // built for sm_80 alone never launches a kernel whose body was compiled out).
 bool gemv_bulk_copy_available();
-// Whether gemv() takes these arguments (alignment, in_dim % 8, the kRmsNorm row and, for kBulkCopy, its
+// Whether gemv() takes these arguments (alignment, in_dim % 8 (kE4m3: % 16, scales given), the kRmsNorm row and, for kBulkCopy, its
 // ring in shared memory; kBulkCopy also needs gemv_bulk_copy_available()).
 bool gemv_supported(const GemvArgs& args);
 // Throws fc::Error naming the cause when !gemv_supported(args). Asynchronous on `stream`; allocates

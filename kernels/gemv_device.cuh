@@ -18,7 +18,8 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kMaxSmemBytes = 96 * 1024;
 
 struct GemvParams {
-  const bf16* w;
+  const void* w;            // bf16 or e4m3 codes (GemvWeight)
+  const float* w_scales;    // kE4m3: one per output row
   const bf16* x;
   const float* residual;
   const bf16* norm_weight;
@@ -50,8 +51,32 @@ __device__ __forceinline__ void griddep_launch_dependents() {
 #endif
 }
 
-// gemv.cu's name for the shared unpack (kernels/op_math.cuh).
-__device__ __forceinline__ void unpack8(const uint4& v, float* f) { unpack_bf16x8(v, f); }
+// ---- The weight type: one 16-byte load holds kPerLoad<kW> elements, paired with kPerLoad / 8 16-byte
+// chunks of the bf16 x. Everything else (tasks, steps, rings, epilogues) is the same for both types.
+template <GemvWeight kW>
+constexpr int kPerLoad = kW == GemvWeight::kBf16 ? 8 : 16;
+template <GemvWeight kW>
+constexpr int kWeightBytes = kW == GemvWeight::kBf16 ? 2 : 1;
+
+// Elements 8h .. 8h + 7 of a 16-byte weight load as fp32 (exact for both types; the shared unpacks of
+// kernels/op_math.cuh).
+template <GemvWeight kW>
+__device__ __forceinline__ void unpack_weights8(const uint4& v, int h, float* f) {
+  if constexpr (kW == GemvWeight::kBf16) {
+    unpack_bf16x8(v, f);
+  } else if (h == 0) {
+    unpack_e4m3x8(v.x, v.y, f);
+  } else {
+    unpack_e4m3x8(v.z, v.w, f);
+  }
+}
+
+// Row `row` of the weights, as 16-byte loads.
+template <GemvWeight kW>
+__device__ __forceinline__ const uint4* weight_row(const GemvParams& p, int row) {
+  return reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(p.w) +
+                                        static_cast<int64_t>(row) * p.in_dim * kWeightBytes<kW>);
+}
 
 __device__ __forceinline__ float dot8(const float* w, const uint4& x, float acc) {
   float xf[8];
@@ -132,10 +157,20 @@ __device__ __forceinline__ void store_rope_kv(const GemvParams& p, int t, float 
   }
 }
 
-// Task t's results (every lane holds the full sums after the butterfly): lane 0 writes them.
-template <GemvOutput kOut, int R>
-__device__ __forceinline__ void store_task(const GemvParams& p, int t, int lane, const float (&acc)[R]) {
+// Task t's results (every lane holds the full sums after the butterfly): lane 0 writes them. kE4m3: each
+// row's sum is first multiplied by its row's scale (once per row, before any epilogue math).
+template <GemvWeight kW, GemvOutput kOut, int R>
+__device__ __forceinline__ void store_task(const GemvParams& p, int t, int lane, const float (&sums)[R]) {
   if (lane != 0) return;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    acc[r] = sums[r];
+    if constexpr (kW == GemvWeight::kE4m3) {
+      bool real;
+      acc[r] *= __ldg(p.w_scales + task_row<kOut, R>(p, t, r, &real));  // unreal rows: row 0, dropped below
+    }
+  }
   if constexpr (kOut == GemvOutput::kRopeKV) {
     store_rope_kv(p, t, acc[0], acc[1]);
   } else if constexpr (kOut == GemvOutput::kSwiglu) {

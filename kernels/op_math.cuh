@@ -5,6 +5,9 @@
 // of them together, which is the point. Callers keep their own loads, stores and reductions: those set
 // the kernels' speed and differ on purpose (see each kernel's header comment).
 #pragma once
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include <cstdint>
 
 #include "kernels/attention.h"
@@ -41,6 +44,33 @@ __device__ __forceinline__ uint4 pack_bf16x8(const float* f) {
 // x as the bf16 value it would be stored as (a product that a fused epilogue must see rounded exactly
 // like the unfused kernel that reads it back from memory).
 __device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// ---- e4m3fn <-> fp32 (FP8 weights and activations, model/quantization.h's arithmetic) ----
+// Every e4m3fn value is an fp16 value, so the widening is exact: one cvt.rn.f16x2.e4m3x2 per two codes on
+// sm_89+ (the cuda_fp8.h intrinsic; older targets get its exact software emulation, never launched: the
+// backend refuses FP8 below sm_89), then fp16 -> fp32 (exact). Codes 0x7f/0xff decode to NaN.
+
+// Two codes (the low 16 bits of `v`, element 0 in the low byte) -> f[0..1].
+__device__ __forceinline__ void unpack_e4m3x2(uint32_t v, float* f) {
+  const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(v & 0xffffu), __NV_E4M3);
+  const float2 pair = __half22float2(__half2(raw));
+  f[0] = pair.x;
+  f[1] = pair.y;
+}
+
+// 8 codes (two 32-bit words, element 0 in the low byte of `lo`) -> f[0..7].
+__device__ __forceinline__ void unpack_e4m3x8(uint32_t lo, uint32_t hi, float* f) {
+  unpack_e4m3x2(lo, f);
+  unpack_e4m3x2(lo >> 16, f + 2);
+  unpack_e4m3x2(hi, f + 4);
+  unpack_e4m3x2(hi >> 16, f + 6);
+}
+
+// fp32 -> e4m3fn code, round to nearest even, saturating to +-448 (NaN -> 0x7f): core/dtype.h's
+// f32_to_e4m3 (one cvt.rn.satfinite.e4m3x2.f32 on sm_89+).
+__device__ __forceinline__ uint8_t f32_to_e4m3_rn_sat(float v) {
+  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));
+}
 
 // ---- RMSNorm (HF LlamaRMSNorm, statistics in fp32) ----
 // Every normalizing kernel sums the squares in its own order (fixed per kernel, so results are

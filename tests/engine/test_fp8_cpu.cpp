@@ -120,7 +120,7 @@ TEST_CASE("an FP8 checkpoint computes with e4m3 value x scale in fp32 (per-tenso
   }
 }
 
-TEST_CASE("the CUDA backend refuses FP8 weights until its kernels land, in one place", "[fp8]") {
+TEST_CASE("the CUDA backend refuses FP8 weights until its FP8 path is verified, in one place", "[fp8]") {
   const Checkpoint bf16 = open_checkpoint(fc::test::data_path(std::string("models/") + kFixture));
   ScratchCheckpoint c(kFixture);
   fc::test::make_fp8(c, Fp8Recipe{});
@@ -129,7 +129,25 @@ TEST_CASE("the CUDA backend refuses FP8 weights until its kernels land, in one p
   quantize.weights = WeightFormat::kFp8;
   CHECK_NOTHROW(require_cuda_fp8_support(&bf16, plain));
   CHECK_NOTHROW(require_cuda_fp8_support(nullptr, plain));
+  if (cuda_fp8_enabled()) {  // engine/fp8_support.cpp kFp8CudaVerified
+    CHECK_NOTHROW(require_cuda_fp8_support(&fp8, plain));
+    CHECK_NOTHROW(require_cuda_fp8_support(&bf16, quantize));
+    CHECK_NOTHROW(require_cuda_fp8_support(nullptr, quantize));
+    return;
+  }
   CHECK_THROWS_WITH(require_cuda_fp8_support(&fp8, plain), Contains("FP8 (F8_E4M3) weights run on the CPU backend only"));
   CHECK_THROWS_WITH(require_cuda_fp8_support(&bf16, quantize), Contains("--quantize fp8 runs on the CPU backend only"));
   CHECK_THROWS_WITH(require_cuda_fp8_support(nullptr, quantize), Contains("--quantize fp8"));
+}
+
+TEST_CASE("FP8 projections: layout and memory plan", "[fp8][memory_plan]") {
+  BackendOptions plain, quantize;
+  quantize.weights = WeightFormat::kFp8;
+  const Checkpoint bf16 = open_checkpoint(fc::test::data_path(std::string("models/") + kFixture));
+  CHECK_FALSE(fp8_projections(bf16.config, plain));
+  CHECK(fp8_projections(bf16.config, quantize));
+  ScratchCheckpoint c(kFixture);
+  fc::test::make_fp8(c, Fp8Recipe{});
+  const Checkpoint fp8 = open_checkpoint(c.dir());
+  CHECK(fp8_projections(fp8.config, plain));
 }

@@ -367,6 +367,8 @@ TEST_CASE("bench accounting: LLaMA 3.1 8B reads 15.0 GB of weights and 128 KiB o
   CHECK(kv_bytes_per_token(c) == 131072.0);
   // 8.03e9 parameters, minus the 525M-entry embedding table, in bf16.
   CHECK(decode_weight_bytes(c) == Approx(2.0 * (8030261248.0 - 128256.0 * 4096)).epsilon(1e-12));
+  // FP8 projections: 6.98e9 e4m3 bytes, 43008 fp32 scales per layer, lm_head and norms in bf16 (1.05 GB).
+  CHECK(decode_weight_bytes(c, true) == Approx(1051205632.0 + 6979321856.0 + 32 * 43008 * 4.0).epsilon(1e-12));
   c.tie_word_embeddings = true;  // the table is then read as the lm_head
   CHECK(decode_weight_bytes(c) == Approx(2.0 * (8030261248.0 - 128256.0 * 4096)).epsilon(1e-12));
   CHECK(percentile({5, 1, 4, 2, 3}, 50) == 3);

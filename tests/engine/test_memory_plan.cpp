@@ -8,6 +8,8 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <tuple>
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
@@ -66,10 +68,13 @@ TEST_CASE("the memory plan is the device layout's allocations, each rounded to t
   constexpr size_t kGranularity = size_t{2} << 20;
   auto rounded = [&](size_t bytes) { return (bytes + kGranularity - 1) / kGranularity * kGranularity; };
   for (const char* name : {"llama-3.1-8b", "llama-3.2-1b"}) {
-    for (const auto& [context, seqs] : {std::pair{8192, 1}, std::pair{4096, 32}, std::pair{1000, 3}}) {
-      INFO(name << " context " << context << " sequences " << seqs);
+    for (const auto& [context, seqs, fp8] : {std::tuple{8192, 1, false}, std::tuple{4096, 32, false},
+                                             std::tuple{1000, 3, false}, std::tuple{8192, 1, true},
+                                             std::tuple{1000, 3, true}}) {
+      INFO(name << " context " << context << " sequences " << seqs << (fp8 ? " FP8 projections" : ""));
       const Config c = shape(name);
-      const BackendOptions o = options(context, seqs);
+      BackendOptions o = options(context, seqs);
+      if (fp8) o.weights = WeightFormat::kFp8;
       for (bool tied : {false, true}) {
         const DeviceLayout d = device_layout(c, o, tied);
         const GpuMemoryPlan p =
@@ -87,12 +92,31 @@ TEST_CASE("the memory plan is the device layout's allocations, each rounded to t
         if (!tied) starts.push_back(w.lm_head);
         for (const WeightOffsets::Layer& L : w.layers) {
           starts.insert(starts.end(), {L.attn_norm, L.wqkv, L.wo, L.mlp_norm, L.w_gate_up, L.w_down});
+          if (fp8) starts.insert(starts.end(), {L.wqkv_scales, L.wo_scales, L.w_gate_up_scales, L.w_down_scales});
         }
+        CHECK(w.fp8 == fp8);
         CHECK(w.layers.size() == size_t(c.num_layers));
         CHECK((tied ? w.lm_head == w.embed : w.lm_head != w.embed));
         for (size_t at : starts) CHECK((at % 256 == 0 && at < w.bytes));
-        const size_t last = w.layers.back().w_down + size_t(c.hidden_size) * c.intermediate_size * 2;
+        // The last projection and, for FP8, its row scales end inside the allocation; FP8 matrices take one
+        // byte per element, and each projection's scales lie between it and the next tensor.
+        const size_t last = fp8 ? w.layers.back().w_down_scales + size_t(c.hidden_size) * 4
+                                : w.layers.back().w_down + size_t(c.hidden_size) * c.intermediate_size * 2;
         CHECK(last <= w.bytes);
+        if (fp8) {
+          const WeightOffsets::Layer& L = w.layers[0];
+          const size_t qkv_rows = c.q_dim() + 2 * size_t(c.kv_dim());
+          CHECK(L.wqkv_scales >= L.wqkv + qkv_rows * c.hidden_size);
+          CHECK(L.wo >= L.wqkv_scales + qkv_rows * 4);
+          CHECK(L.w_gate_up_scales >= L.w_gate_up + 2 * size_t(c.intermediate_size) * c.hidden_size);
+          CHECK(L.w_down >= L.w_gate_up_scales + 2 * size_t(c.intermediate_size) * 4);
+          CHECK(d.workspace.x_scales >= d.workspace.x_fp8 + size_t(gemm_rows(d.max_batch_tokens)) *
+                                                              std::max({c.hidden_size, c.q_dim(), c.intermediate_size}));
+          CHECK(d.quantize_staging_bytes >= size_t(c.intermediate_size) * 4);
+          // About half the bf16 weights: the projections dominate.
+          const DeviceLayout bf = device_layout(c, options(context, seqs), tied);
+          CHECK(double(w.bytes) < 0.75 * double(bf.weights.bytes));
+        }
         const WorkspaceOffsets& ws = d.workspace;
         CHECK(ws.sample_ids >= ws.sample_params + d.max_logit_rows * (sizeof(SamplingParams) + 4));
         CHECK(ws.sample_history >= ws.sample_ids + d.max_logit_rows * 4);

@@ -3,10 +3,17 @@
 // in_dim not a multiple of the 256-element warp step (tails), odd out_dim (a task with one real row),
 // one and two rows per task, the LLaMA 3.1 8B projection shapes, programmatic dependent launch on and
 // off, and a PDL chain in which a kernel reads what the kernel before it writes (a missing wait reads
-// the poison).
+// the poison). The same cases with e4m3 weights ([fp8]): per-output-row scales as --quantize fp8 makes
+// them (quantize_fp8_per_channel) and a per-tensor scale folded over the rows (an FP8 checkpoint's
+// "tensor" strategy), against matmul_ref on the dequantized weights (code x scale in fp32, as the CPU
+// backend computes with them).
 //
 // Tolerance. bf16 x bf16 products are exact in fp32; the GPU and matmul_ref differ only in summation
-// order, < 1e-6 * in_dim for inputs in [-1, 1] (see test_gemm.cpp). bf16 outputs add one rounding
+// order, < 1e-6 * in_dim for inputs in [-1, 1] (see test_gemm.cpp). e4m3 weights: the kernel computes
+// scale x sum(code x x), the reference sum((code x scale) x x); both products are exact in fp32 but the
+// reference rounds code x scale per element (relative 2^-24: 6e-8 x sum |w x|, inside the same bound), and
+// the dequantized weights lie in [-1, 1] like the bf16 ones, so the bounds below hold unchanged. bf16
+// outputs add one rounding
 // (rtol 2^-7 keeps a 2x margin), fp32 outputs rtol 1e-5. kRmsNorm: x is rounded to bf16 on both sides
 // from inv_rms values that may differ in the last fp32 bit, so an element of x that lies within a few
 // fp32 ulps of a bf16 rounding midpoint can round the other way on the GPU. Such elements are found on
@@ -29,10 +36,13 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemv.cuh"
 #include "kernels/rope.h"
+#include "model/quantization.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace fc::test {
 namespace {
+
+enum class Fp8Scales { kPerChannel, kPerTensor };
 
 struct Case {
   int in_dim, out_dim;
@@ -40,7 +50,46 @@ struct Case {
   GemvOutput output;
   bool pdl;
   GemvKernel kernel;
+  GemvWeight weight = GemvWeight::kBf16;
+  Fp8Scales scales = Fp8Scales::kPerChannel;  // kE4m3 only
 };
+
+const char* name(GemvWeight w) { return w == GemvWeight::kBf16 ? "bf16" : "e4m3"; }
+const char* name(Fp8Scales s) { return s == Fp8Scales::kPerChannel ? "per-channel" : "per-tensor"; }
+
+// A case's weights (out_dim N, in_dim K) on the device and the fp32 values the reference multiplies with:
+// bf16 values; or e4m3 codes with per-row scales, and code x scale.
+struct CaseWeights {
+  std::vector<float> values;
+  GuardedBuffer w, scales;
+};
+
+CaseWeights make_weights(GemvWeight type, Fp8Scales scale_kind, size_t N, size_t K, std::mt19937& rng) {
+  if (type == GemvWeight::kBf16) {
+    CaseWeights cw{round_to_bf16(random_floats(N * K, rng)), GuardedBuffer(N * K * 2), GuardedBuffer(4)};
+    cw.w.upload(to_bf16_bits(cw.values).data(), N * K * 2);
+    return cw;
+  }
+  const std::vector<float> raw = random_floats(N * K, rng);
+  Fp8Matrix m;
+  if (scale_kind == Fp8Scales::kPerChannel) {
+    m = quantize_fp8_per_channel(raw.data(), int64_t(N), int64_t(K));
+  } else {  // one scale for the whole matrix, repeated over its rows (model/quantization.h fp8_channel_scales)
+    float amax = 0;
+    for (float v : raw) amax = std::max(amax, std::fabs(v));
+    const float scale = amax / kE4m3Max;
+    m.rows = int64_t(N);
+    m.cols = int64_t(K);
+    m.scales.assign(N, scale);
+    m.codes.resize(N * K);
+    for (size_t i = 0; i < N * K; ++i) m.codes[i] = f32_to_e4m3(raw[i] / scale);
+  }
+  CaseWeights cw{std::vector<float>(N * K), GuardedBuffer(N * K), GuardedBuffer(N * 4)};
+  dequantize_fp8(m, cw.values.data());
+  cw.w.upload(m.codes.data(), N * K);
+  cw.scales.upload(m.scales.data(), N * 4);
+  return cw;
+}
 
 const char* name(GemvInput i) { return i == GemvInput::kBf16 ? "bf16" : "rmsnorm"; }
 const char* name(GemvOutput o) {
@@ -88,11 +137,10 @@ bool near_bf16_midpoint(float v) {
 }
 
 void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
-  CAPTURE(c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, name(c.kernel));
+  CAPTURE(c.in_dim, c.out_dim, name(c.input), name(c.output), c.pdl, name(c.kernel), name(c.weight), name(c.scales));
   const size_t K = c.in_dim, N = c.out_dim;
-  const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
-  GuardedBuffer d_w(N * K * 2);
-  d_w.upload(to_bf16_bits(w).data(), N * K * 2);
+  const CaseWeights cw = make_weights(c.weight, c.scales, N, K, rng);
+  const std::vector<float>& w = cw.values;
 
   // x as the kernel sees it (bf16 values), the device inputs, and the x elements that may round the
   // other way on the GPU (kRmsNorm) with the size of that flip.
@@ -147,7 +195,9 @@ void run_case(const Case& c, std::mt19937& rng, Stats& stats) {
   }
 
   GemvArgs a;
-  a.w = d_w.as<bf16>();
+  a.w = cw.w.get();
+  a.weight = c.weight;
+  a.w_scales = c.weight == GemvWeight::kE4m3 ? cw.scales.as<float>() : nullptr;
   a.in_dim = c.in_dim;
   a.out_dim = c.out_dim;
   a.input = c.input;
@@ -284,13 +334,14 @@ TEST_CASE("gemv chained with programmatic dependent launch reads complete inputs
 // (every element: unwritten slots must keep their random contents). Slot -1 appends nothing. GQA 4 q
 // heads / 2 kv heads, head_dim 64 and 128, positions up to 100000 (llama3-scale angles).
 void run_rope_case(int in_dim, int head_dim, bool append, bool pdl, GemvKernel kernel, std::mt19937& rng,
-                   Stats& stats) {
+                   Stats& stats, GemvWeight weight = GemvWeight::kBf16, Fp8Scales scales = Fp8Scales::kPerChannel) {
   const int rows = 1;
-  CAPTURE(in_dim, head_dim, append, pdl, name(kernel));
+  CAPTURE(in_dim, head_dim, append, pdl, name(kernel), name(weight), name(scales));
   const int q_heads = 4, kv_heads = 2, block_size = 16, num_blocks = 5;
   const int out_dim = (q_heads + 2 * kv_heads) * head_dim, q_dim = q_heads * head_dim, kv_dim = kv_heads * head_dim;
   const size_t K = in_dim, N = out_dim, M = rows;
-  const std::vector<float> w = round_to_bf16(random_floats(N * K, rng));
+  const CaseWeights cw = make_weights(weight, scales, N, K, rng);
+  const std::vector<float>& w = cw.values;
   std::vector<float> residual = random_floats(M * K, rng, -3.f, 3.f);
   const std::vector<float> norm = round_to_bf16(random_floats(K, rng, 0.5f, 1.5f));
   std::vector<float> x(M * K);
@@ -315,9 +366,8 @@ void run_rope_case(int in_dim, int head_dim, bool append, bool pdl, GemvKernel k
   const PagedKVLayout layout{block_size, kv_heads, head_dim};
   const size_t pool_count = size_t(num_blocks) * layout.block_stride();
   std::vector<float> k_pool = round_to_bf16(random_floats(pool_count, rng)), v_pool = round_to_bf16(random_floats(pool_count, rng));
-  GuardedBuffer d_w(N * K * 2), d_residual(M * K * 4), d_norm(K * 2), d_out(M * N * 2), d_pos(M * 4), d_slots(M * 4),
+  GuardedBuffer d_residual(M * K * 4), d_norm(K * 2), d_out(M * N * 2), d_pos(M * 4), d_slots(M * 4),
       d_freq(inv_freq.size() * 4), d_k(pool_count * 2), d_v(pool_count * 2);
-  d_w.upload(to_bf16_bits(w).data(), N * K * 2);
   d_residual.upload(residual.data(), M * K * 4);
   d_norm.upload(to_bf16_bits(norm).data(), K * 2);
   d_pos.upload(positions.data(), M * 4);
@@ -333,7 +383,9 @@ void run_rope_case(int in_dim, int head_dim, bool append, bool pdl, GemvKernel k
   }
 
   GemvArgs a;
-  a.w = d_w.as<bf16>();
+  a.w = cw.w.get();
+  a.weight = weight;
+  a.w_scales = weight == GemvWeight::kE4m3 ? cw.scales.as<float>() : nullptr;
   a.in_dim = in_dim;
   a.out_dim = out_dim;
   a.input = GemvInput::kRmsNorm;
@@ -386,6 +438,72 @@ TEST_CASE("gemv kRopeKV: projection, RoPE and paged K/V append in one kernel", "
     run_rope_case(4096, 128, true, false, k, rng, stats);
     run_rope_case(4096, 128, true, true, k, rng, stats);
   }
+}
+
+// e4m3 weights: every input/output mode, both kernels, both scale kinds, in_dim a multiple of 16 (one
+// 16-byte load of codes) but not of the 512-element warp step (tails), odd out_dim, one and two rows per
+// task, many tasks per warp; then the LLaMA 3.1 8B decode shapes and the fused RoPE + K/V append.
+TEST_CASE("gemv with e4m3 weights matches matmul_ref on the dequantized weights", "[gpu][gemv][fp8]") {
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Stats stats;
+  const GemvWeight e4m3 = GemvWeight::kE4m3;
+  const GemvOutput outs[] = {GemvOutput::kBf16, GemvOutput::kF32, GemvOutput::kAddF32, GemvOutput::kSwiglu};
+  for (GemvKernel k : kernels()) {
+    for (Fp8Scales sc : {Fp8Scales::kPerChannel, Fp8Scales::kPerTensor}) {
+      for (GemvInput in : {GemvInput::kBf16, GemvInput::kRmsNorm}) {
+        for (GemvOutput out : outs) {
+          const bool sw = out == GemvOutput::kSwiglu;
+          for (bool pdl : {false, true}) run_case({528, 38, in, out, pdl, k, e4m3, sc}, rng, stats);  // 33 loads
+          run_case({16, sw ? 2 : 1, in, out, false, k, e4m3, sc}, rng, stats);   // the smallest shape
+          run_case({128, sw ? 2 : 1, in, out, true, k, e4m3, sc}, rng, stats);   // one task, a partial lane step
+          run_case({4112, 518, in, out, true, k, e4m3, sc}, rng, stats);         // 257 loads: 8 batches + 1
+          if (!sw) run_case({144, 17, in, out, false, k, e4m3, sc}, rng, stats);  // odd out_dim
+          run_case({1040, sw ? 20002 : 20001, in, out, true, k, e4m3, sc}, rng, stats);  // many tasks per warp
+          if (!sw) run_case({1040, 6336, in, out, false, k, e4m3, sc}, rng, stats);
+          run_case({16512, sw ? 262 : 261, in, out, false, k, e4m3, sc}, rng, stats);  // 1032 loads: a tail piece
+        }
+      }
+      for (const auto& [in_dim, head_dim, append, pdl] :
+           {std::tuple{528, 64, true, true}, std::tuple{1088, 128, false, false}, std::tuple{4096, 128, true, true}}) {
+        run_rope_case(in_dim, head_dim, append, pdl, k, rng, stats, e4m3, sc);
+      }
+    }
+  }
+}
+
+TEST_CASE("gemv with e4m3 weights at the LLaMA 3.1 8B decode shapes", "[gpu][gemv][fp8]") {
+  const uint32_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937 rng(seed);
+  Stats stats;
+  const GemvWeight e4m3 = GemvWeight::kE4m3;
+  const Fp8Scales ch = Fp8Scales::kPerChannel;
+  for (GemvKernel k : kernels()) {
+    run_rope_case(4096, 128, true, true, k, rng, stats, e4m3, ch);                                   // qkv
+    run_case({4096, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, k, e4m3, ch}, rng, stats);     // o_proj
+    run_case({4096, 28672, GemvInput::kRmsNorm, GemvOutput::kSwiglu, true, k, e4m3, ch}, rng, stats);  // gate_up
+    run_case({14336, 4096, GemvInput::kBf16, GemvOutput::kAddF32, true, k, e4m3, ch}, rng, stats);    // down
+  }
+}
+
+TEST_CASE("gemv with e4m3 weights refuses what it does not support", "[gpu][gemv][fp8]") {
+  DeviceBuffer buf(1 << 20);
+  GemvArgs a;
+  a.w = buf.get();
+  a.weight = GemvWeight::kE4m3;
+  a.w_scales = buf.as<float>();
+  a.x = buf.as<bf16>();
+  a.out = buf.get();
+  a.in_dim = 24;  // a multiple of 8 (enough for bf16) but not of 16
+  a.out_dim = 16;
+  CHECK_FALSE(gemv_supported(a));
+  CHECK_THROWS_WITH(gemv(a, nullptr), Catch::Contains("e4m3"));
+  a.in_dim = 32;
+  CHECK(gemv_supported(a));
+  a.w_scales = nullptr;  // e4m3 needs its row scales
+  CHECK_FALSE(gemv_supported(a));
 }
 
 TEST_CASE("gemv refuses what it does not support", "[gpu][gemv]") {
