@@ -186,7 +186,7 @@ TEST_CASE("CLI errors: one line on stderr, exit status 1", "[cli][errors]") {
   check_one_line_error(run_flashcore("bench"), "--model");
   check_one_line_error(run_flashcore("bench --model " + model_dir() + " --synthetic llama-3.1-8b"), "exactly one");
   check_one_line_error(run_flashcore("bench --synthetic llama-3.2-1b --device cpu"), "GPU");
-  check_one_line_error(run_flashcore("bench --synthetic llama-9z"), "built in: llama-3.1-8b");  // before any GPU call
+  check_one_line_error(run_flashcore("bench --synthetic llama-9z"), "built in: llama-3.1-70b, llama-3.1-8b");  // before any GPU call
   check_one_line_error(run_flashcore("bench --model " + model_dir() + " --device cpu --batch 0"), "--batch");
   // The measurement knobs of earlier versions are gone: an unknown option, one line.
   check_one_line_error(run_flashcore("bench --synthetic llama-3.1-8b --gemv-kernels reg,reg,reg,reg,reg"),

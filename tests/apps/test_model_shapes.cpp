@@ -79,7 +79,7 @@ TEST_CASE("model shapes: every configs/*.json is built in, byte for byte", "[sha
   }
   CHECK(built_in == on_disk);
   CHECK(built_in.count("llama-3.1-8b") == 1);
-  CHECK(fc::builtin_shape_names() == "llama-3.1-8b, llama-3.2-1b, llama-3.2-3b");
+  CHECK(fc::builtin_shape_names() == "llama-3.1-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b");
 }
 
 TEST_CASE("model shapes: a name is the built-in shape whatever the working directory holds", "[shapes]") {
@@ -123,9 +123,9 @@ TEST_CASE("model shapes: a path is read as given and unknown names or missing fi
   CHECK_THROWS_WITH(fc::load_model_shape("./missing.json", "--synthetic"),
                     "--synthetic ./missing.json: no such file");
   CHECK_THROWS_WITH(fc::load_model_shape("llama-9", "--config"),
-                    "--config llama-9: no built-in model shape of that name (built in: llama-3.1-8b, llama-3.2-1b, "
-                    "llama-3.2-3b; or give a config.json path)");
-  CHECK_THAT(fc::check_model_shape("llama-9"), Contains("built in: llama-3.1-8b"));
+                    "--config llama-9: no built-in model shape of that name (built in: llama-3.1-70b, "
+                    "llama-3.1-8b, llama-3.2-1b, llama-3.2-3b; or give a config.json path)");
+  CHECK_THAT(fc::check_model_shape("llama-9"), Contains("built in: llama-3.1-70b, llama-3.1-8b"));
   CHECK(fc::check_model_shape("./missing.json") == "./missing.json: no such file");
   CHECK(fc::check_model_shape("mine.json").empty());
 }
@@ -137,15 +137,15 @@ TEST_CASE("bench --synthetic: names resolve from another working directory and u
   const auto unknown = run_flashcore("bench --synthetic nonexistent");
   CHECK(unknown.status == 1);
   CHECK(unknown.err_lines() == 1);
-  CHECK_THAT(unknown.err, Contains("nonexistent: no built-in model shape of that name (built in: llama-3.1-8b, "
-                                   "llama-3.2-1b, llama-3.2-3b; or give a config.json path)"));
+  CHECK_THAT(unknown.err, Contains("nonexistent: no built-in model shape of that name (built in: llama-3.1-70b, "
+                                   "llama-3.1-8b, llama-3.2-1b, llama-3.2-3b; or give a config.json path)"));
   // The name passes the parse-time check and the command stops at the next rule, GPU or not.
   const auto known = run_flashcore("bench --synthetic llama-3.2-1b --device cpu");
   CHECK(known.status == 1);
   CHECK_THAT(known.err, Contains("--synthetic runs on the GPU only"));
   const auto help = run_flashcore("bench --help");
   CHECK(help.status == 0);
-  CHECK_THAT(help.out, Contains("llama-3.1-8b, llama-3.2-1b, llama-3.2-3b"));
+  CHECK_THAT(help.out, Contains("llama-3.1-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b"));
 }
 
 TEST_CASE("flashcore carries no path to the source tree's configs", "[cli][shapes]") {
