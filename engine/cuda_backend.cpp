@@ -14,6 +14,7 @@
 #include "engine/batch_plan.h"
 #include "engine/cuda_parts.h"
 #include "engine/fp8_support.h"
+#include "engine/gpu_pending.h"
 #include "engine/memory_plan.h"
 #include "engine/nvtx.h"
 #include "kernels/attention_prefill.cuh"
@@ -26,10 +27,9 @@ namespace {
 
 // The one-launch sampler (kernels/sampling.cuh: rows over many blocks, penalties on the device, inside the
 // decode graph) is written and its GPU tests compiled, but it has not run on a GPU yet; until it has
-// (tests/gpu/test_sampling.cpp, test_backend_sampling.cpp; bench --temperature), steps take the
-// verified kernels of kernels/sampling_block.cuh and penalties the host sampler. Flip, measure, then
-// delete the other path.
-constexpr bool kOneLaunchSampler = false;
+// (tests/gpu/test_sampling.cpp, test_backend_sampling.cpp; bench --temperature), steps take the verified
+// kernels of kernels/sampling_block.cuh and penalties the host sampler, unless FC_GPU_PENDING=1
+// (engine/gpu_pending.h). Then it becomes the only path and the other goes.
 
 using namespace cuda;
 
@@ -114,7 +114,7 @@ class CudaBackend final : public Backend {
   // plan and params are copied into the fixed device buffers the graph reads, the graph runs (the
   // sampler is its last kernel), the ids come back; one sync per step.
   //
-  // Two samplers, until the new one has run on a GPU (kOneLaunchSampler; docs/PERFORMANCE.md,
+  // Two samplers, until the new one has run on a GPU (one_launch_sampler_, FC_GPU_PENDING; docs/PERFORMANCE.md,
   // "Sampling"): today greedy rows take argmax and sampled rows one block per row
   // (kernels/sampling_block.cuh), and a step with a penalty reads its logits back and samples on the
   // host (Backend::forward_sample); the one-launch sampler (kernels/sampling.cuh) spreads each row over
@@ -123,7 +123,7 @@ class CudaBackend final : public Backend {
                       std::vector<int32_t>& ids) override {
     if (batch.all_logits) fail("forward_sample: all_logits is not supported (one id per sequence)");
     const bool any_penalty = std::any_of(params.begin(), params.end(), sampling_has_penalty);
-    if (!kOneLaunchSampler && any_penalty) {
+    if (!one_launch_sampler_ && any_penalty) {
       Backend::forward_sample(batch, params, ids);
       return;
     }
@@ -147,14 +147,14 @@ class CudaBackend final : public Backend {
     }
     cudaStream_t s = stream_.get();
     upload_plan(batch, plan, s);
-    if (kOneLaunchSampler || !greedy) {
+    if (one_launch_sampler_ || !greedy) {
       CUDA_CHECK(cudaMemcpyAsync(ws_.sample_params, host_params, rows * (sizeof(SamplingParams) + sizeof(int32_t)),
                                  cudaMemcpyHostToDevice, s));
     }
     const StepContext ctx = context();
     auto launches = [&] {
       run_step(ctx, step, [&](int, int) {
-        if (kOneLaunchSampler) {
+        if (one_launch_sampler_) {
           sample(ws_.logits, rows, vocab, ws_.sample_params,
                  SamplingHistory{ws_.sample_history, ws_.sample_slots(rows)}, ws_.sample_scratch, ws_.sample_ids, s);
         } else if (greedy) {
@@ -167,7 +167,7 @@ class CudaBackend final : public Backend {
     // With NVTX ranges on (FC_NVTX=1), eager launches: a graph replay carries no host-side ranges.
     if (step.decode && ctx.fast_attention && options_.decode.cuda_graph && !nvtx_enabled()) {
       // One graph per sampler kernel: the one-launch sampler serves greedy and sampled rows alike.
-      const GraphCache::Key key{step.n_tokens, step.attn.num_splits, !kOneLaunchSampler && greedy ? 1 : 0};
+      const GraphCache::Key key{step.n_tokens, step.attn.num_splits, !one_launch_sampler_ && greedy ? 1 : 0};
       if (!graphs_.replay(key, s)) graphs_.run(key, s, launches);
     } else {
       launches();
@@ -183,7 +183,7 @@ class CudaBackend final : public Backend {
   // written once per request, outside the decode loop.
   void set_sampling_history(int seq_id, const std::vector<int32_t>& context,
                             const std::vector<int32_t>& generated) override {
-    if (!kOneLaunchSampler) {  // penalised steps sample on the host
+    if (!one_launch_sampler_) {  // penalised steps sample on the host
       Backend::set_sampling_history(seq_id, context, generated);
       return;
     }
@@ -312,6 +312,7 @@ class CudaBackend final : public Backend {
   GraphCache graphs_;
   DecodeKernels kernels_{};
   bool gemv_rows_ = false, fused_ = false;
+  const bool one_launch_sampler_ = gpu_pending_paths_enabled();
   std::vector<bool> history_set_ = std::vector<bool>(layout_.max_sequences, false);  // per sequence id
 };
 

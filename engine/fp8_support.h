@@ -1,14 +1,15 @@
 // Which backends run FP8 weights today, and where the CUDA backend's FP8 path stands (issue 16): its
 // kernels (kernels/gemv.cuh kE4m3, kernels/fp8_quant.cuh, Gemm::matmul_fp8) and its weights / layout /
 // step code are written and compiled but have not yet run on a GPU, so the CUDA backend refuses FP8
-// weights until kFp8CudaVerified (engine/fp8_support.cpp) is flipped. This is the one place that says so.
+// weights unless FC_GPU_PENDING=1 (engine/gpu_pending.h: their verification on the GPU machine) until
+// kFp8CudaVerified (engine/fp8_support.cpp) is flipped. This is the one place that says so.
 #pragma once
 #include "engine/backend.h"
 
 namespace fc {
 
-// Whether the CUDA backend takes FP8 weights in this build (kFp8CudaVerified). GPU tests of the backend
-// integration skip, with a message, while it is false.
+// Whether the CUDA backend takes FP8 weights (kFp8CudaVerified, or FC_GPU_PENDING=1). GPU tests of the
+// backend integration skip, with a message, while it is false.
 bool cuda_fp8_enabled();
 
 // Throws fc::Error (one line) when `checkpoint` (null: a synthetic model) has FP8 projections or `options`

@@ -2,7 +2,7 @@
 // dequantizes exactly, model/quantization.h): --quantize fp8 on every fixture whose shapes the FP8 path
 // takes (hidden, heads x head_dim, intermediate multiples of 16), and compressed-tensors FP8 checkpoints
 // made from a fixture (per-channel dynamic, per-tensor static with BF16 scales). Skips with a message
-// while engine/fp8_support.cpp's kFp8CudaVerified is false (the backend refuses FP8 until then); the
+// while engine/fp8_support.cpp's kFp8CudaVerified is false and FC_GPU_PENDING is unset (the backend refuses FP8); the
 // kernel tests ([gpu][fp8] in test_gemv.cpp, test_fp8.cpp) always run.
 //
 // Tolerance. Decode steps of one sequence run the e4m3 GEMV on bf16 activations: the weights are the
@@ -34,8 +34,8 @@ bool skip_unless_enabled() {
   if (cuda_fp8_enabled()) return false;
   static bool said = false;
   if (!said) {
-    std::printf("[backend fp8] SKIPPED: the CUDA backend's FP8 path is off in this build (engine/fp8_support.cpp "
-                "kFp8CudaVerified = false); run the [fp8] kernel tests, then flip it\n");
+    std::printf("[backend fp8] SKIPPED: the CUDA backend's FP8 path is off (engine/fp8_support.cpp kFp8CudaVerified "
+                "= false); run these with FC_GPU_PENDING=1 to verify it\n");
     said = true;
   }
   return true;
