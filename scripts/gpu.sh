@@ -81,6 +81,17 @@ scripts/gpu.sh compare-hf
   32768, 32 steps. Logs: OUT/hf_reference_8b.log, validate_8b.log, compare_8b.log, hf_compile.{log,json}.
 EOF
     ;;
+    pending) cat <<'EOF'
+scripts/gpu.sh pending
+  The GPU paths written but not yet verified (engine/gpu_pending.h: the one-launch sampler, FP8 on CUDA),
+  turned on with FC_GPU_PENDING=1, beside the verified ones, in one call:
+    fc_gpu_tests (whole suite) with FC_GPU_PENDING=1; fc_bench_sampling;
+    bench 8B batch 1 at context 0 and 8192, greedy and T 0.6 / top-p 0.9, with and without the switch;
+    bench 8B --quantize fp8 (prefill 2048; batch 1 at context 0, 1024, 32768; batch 8 and 32 at 4096);
+    validate --quantize fp8 --device cuda on every fixture.
+  Logs: OUT/pending_*.log, JSON OUT/pending_bench_*.json. Summary rows name the sampler of each decode row.
+EOF
+    ;;
     all) cat <<'EOF'
 scripts/gpu.sh all
   test (the whole suite), validate, bench (the standard rows), in that order.
@@ -101,6 +112,7 @@ subcommands:
   soak [SECONDS] [FC_SOAK ARGS] fc_soak: GPU memory and host RSS flat over many sequences
   profile [BENCH ARGS]          nsys profile of a short bench run
   compare-hf                    random LLaMA 3.1 8B vs HF transformers (logits), and HF's compiled decode
+  pending                       the not-yet-verified GPU paths (FC_GPU_PENDING=1): tests and measurements
   all                           test, validate, bench
 scripts/gpu.sh SUBCOMMAND --help tells more. A summary table is printed last (and appended to
 OUT/summary.txt); exit status 0 only when every step's rc is 0.
@@ -133,7 +145,7 @@ done
 (($#)) || { usage >&2; exit 2; }
 command=$1; shift
 case $command in
-  test|validate|bench|ab|sanitize|soak|profile|compare-hf|all) ;;
+  test|validate|bench|ab|sanitize|soak|profile|compare-hf|pending|all) ;;
   *) echo "gpu.sh: unknown subcommand '$command' (see --help)" >&2; exit 2 ;;
 esac
 for a in "$@"; do [[ $a == --help || $a == -h ]] && { usage "$command"; exit 0; }; done
@@ -231,8 +243,10 @@ for path in paths:
             print(f"prefill {r.get('prompt_len')}\tp50 {num(r.get('ttft_ms_p50'), '.2f')} ms, "
                   f"{num(r.get('tflops'), '.0f')} TFLOP/s")
     for r in j.get("decode") or []:
-        print(f"decode b{r.get('batch')}/ctx{r.get('context')}\tp50 {num(r.get('ms_per_step_p50'), '.3f')} ms, "
-              f"{num(r.get('roofline_pct'), '.1f')}% of floor")
+        sampler = "" if r.get("sampler", "greedy") == "greedy" else f" {r.get('sampler')}"
+        vs = f", {100 * (r['vs_greedy'] - 1):+.1f}% vs greedy" if isinstance(r.get("vs_greedy"), float) else ""
+        print(f"decode b{r.get('batch')}/ctx{r.get('context')}{sampler}\tp50 {num(r.get('ms_per_step_p50'), '.3f')} ms, "
+              f"{num(r.get('roofline_pct'), '.1f')}% of floor{vs}")
     for r in j.get("skipped") or []:
         print(f"decode b{r.get('batch')}/ctx{r.get('context')}\tskipped: {r.get('why')}")
 EOF
@@ -454,6 +468,56 @@ EOF
 )"
 }
 
+# The not-yet-verified GPU paths (engine/gpu_pending.h) under FC_GPU_PENDING=1, beside the verified ones.
+cmd_pending() {
+  need flashcore || return 0
+  local flashcore=$exe m name log rows i=0 mode args
+  if need fc_gpu_tests; then
+    echo "== pending: fc_gpu_tests with FC_GPU_PENDING=1: $out/pending_test.log"
+    run "$T_TEST" "$out/pending_test.log" env FC_GPU_PENDING=1 "$exe"
+    note "pending test (whole suite)" "$rc" "$secs" "$(catch_counts "$out/pending_test.log")"
+  fi
+  if need fc_bench_sampling; then
+    run "$T_BENCH" "$out/pending_bench_sampling.log" env FC_GPU_PENDING=1 "$exe"
+    note "pending fc_bench_sampling" "$rc" "$secs" "$out/pending_bench_sampling.log"
+  fi
+  # shellcheck disable=SC2054  # the commas are the values' own (bench takes lists)
+  local -a sampled=(--prompt-len 16 --context 0,8192 --batch 1 --gen-len 64 --warmup 1 --iters 2 --temperature 0.6
+                    --top-p 0.9)
+  for mode in verified pending; do
+    i=$((i + 1))
+    echo "== pending: bench, sampler rows, $mode paths: $out/pending_bench_$i.log"
+    [[ $mode == pending ]] && export FC_GPU_PENDING=1
+    bench_run "$bin" "$out/pending_bench_$i.log" "$out/pending_bench_$i.json" "${sampled[@]}"
+    unset FC_GPU_PENDING
+    note "pending bench $i ($mode)" "$rc" "$secs" "${sampled[*]}"
+    while IFS=$'\t' read -r name text; do note "  $name" "" "" "$text"; done \
+      < <(bench_rows decode "$out/pending_bench_$i.json")
+  done
+  export FC_GPU_PENDING=1
+  local -a fp8_runs=("--quantize fp8 --prompt-len 2048 --context 0,1024,32768 --batch 1 --gen-len 48 --warmup 1 --iters 2"
+                     "--quantize fp8 --prompt-len 16 --context 4096 --batch 8,32 --gen-len 48 --warmup 1 --iters 2")
+  for args in "${fp8_runs[@]}"; do
+    i=$((i + 1))
+    echo "== pending: bench $args: $out/pending_bench_$i.log"
+    # shellcheck disable=SC2086  # the run's arguments, split on purpose
+    bench_run "$bin" "$out/pending_bench_$i.log" "$out/pending_bench_$i.json" $args
+    note "pending bench $i (fp8)" "$rc" "$secs" "$args"
+    while IFS=$'\t' read -r name text; do note "  $name" "" "" "$text"; done \
+      < <(bench_rows all "$out/pending_bench_$i.json")
+  done
+  for m in tests/data/models/*/; do
+    m=${m%/}; name=$(basename "$m")
+    [[ -f $m/reference.safetensors ]] || continue
+    log=$out/pending_validate_fp8_$name.log
+    run "$T_VALIDATE" "$log" "$flashcore" validate --model "$m" --reference "$m/reference.safetensors" --device cuda \
+      --quantize fp8
+    rows=$(validate_rows "$log")
+    note "pending validate fp8 $name" "$rc" "$secs" "${rows:-no result rows (see the log)}"
+  done
+  unset FC_GPU_PENDING
+}
+
 # ---- main ---------------------------------------------------------------------------------------------------
 
 gpu=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
@@ -467,6 +531,7 @@ case $command in
   soak) cmd_soak "$@" ;;
   profile) cmd_profile "$@" ;;
   compare-hf) cmd_compare_hf ;;
+  pending) cmd_pending ;;
   all) cmd_test; cmd_validate; cmd_bench ;;
 esac
 
