@@ -216,8 +216,8 @@ class CudaBackend final : public Backend {
   void check_fp8_runs_here(const Checkpoint* ckpt) const {
     const DeviceLimits& d = current_device_limits();
     if (d.cc_major * 10 + d.cc_minor < 89) {
-      fail("FP8 weights need a GPU with FP8 arithmetic (sm_89 or newer: Ada, Hopper); this one is sm_{}{}: drop --quantize "
-           "fp8, or run FP8 checkpoints with --device cpu", d.cc_major, d.cc_minor);
+      fail("FP8 weights need a GPU with FP8 arithmetic (sm_89 or newer: Ada, Hopper); this one is sm_{}{}: drop "
+           "--quantize fp8, or run FP8 checkpoints with --device cpu", d.cc_major, d.cc_minor);
     }
     const Config& c = config_;
     if (c.hidden_size % 16 != 0 || c.q_dim() % 16 != 0 || c.intermediate_size % 16 != 0) {
