@@ -117,8 +117,7 @@ LoadedModel load_model(const ModelOptions& o, const BackendOptions& backend) {
   p.sampling.seed = o.seed;
   if (!given(o.seed_opt) && p.sampling.temperature > 0) {
     // No seed asked for: a fresh one each run (two runs differ), printed so that any run can be replayed.
-    std::random_device entropy;
-    p.sampling.seed = static_cast<uint64_t>(entropy()) << 32 | entropy();
+    p.sampling.seed = draw_random_seed();
     m.random_seed = true;
   }
   p.sampling.repetition_penalty = given(o.penalty_opt) ? o.repetition_penalty : g.repetition_penalty.value_or(1.f);

@@ -66,10 +66,9 @@ int run_generate(GenerateOptions& o) {
 
   warm_up_and_report(m, static_cast<int>(ids.size()));
   const int seq = m.backend->kv_cache().create_sequence();
-  StreamDecoder stream(tok, /*skip_special=*/true);
   std::vector<std::string> stop_strings;
   for (const std::string& s : o.stops) stop_strings.push_back(unescape_stop_string(s));
-  StopStringMatcher stops(stop_strings);
+  GenerationText shown(tok, m.params.stop_ids, stop_strings);
   std::string text;  // what the user sees (also --json's "text")
   auto emit = [&](const std::string& piece) {
     text += piece;
@@ -77,12 +76,11 @@ int run_generate(GenerateOptions& o) {
   };
   install_interrupt_handler();
   GenerationStats stats = generate(*m.backend, seq, ids, m.params, [&](int32_t id) {
-    if (std::find(m.params.stop_ids.begin(), m.params.stop_ids.end(), id) != m.params.stop_ids.end()) return true;
-    emit(stops.push(stream.push(id)));
-    return !stops.stopped() && !interrupted();
+    emit(shown.push(id));
+    return !shown.stopped() && !interrupted();
   });
-  if (stops.stopped()) stats.stop = StopReason::StopString;
-  if (!stops.stopped()) emit(stops.push(stream.flush()) + stops.flush());
+  if (shown.stopped()) stats.stop = StopReason::StopString;
+  emit(shown.finish());
   const double decode_steps = std::max(1, stats.generated_tokens - 1);
   const double decode_ms_per_token = stats.generated_tokens > 1 ? stats.decode_ms / decode_steps : 0;
   if (o.json) {
@@ -96,7 +94,7 @@ int run_generate(GenerateOptions& o) {
                         {"decode_ms_per_token", decode_ms_per_token},
                         {"decode_tok_s", decode_ms_per_token > 0 ? 1e3 / decode_ms_per_token : 0.0},
                         {"stop_reason", stop_reason_name(stats.stop)}};
-    if (stops.stopped()) j["stop_string"] = stops.matched();
+    if (shown.stopped()) j["stop_string"] = shown.matched();
     if (m.params.sampling.temperature > 0) {
       j["seed"] = m.params.sampling.seed;  // replays the run: --seed N
       j["seed_random"] = m.random_seed;
