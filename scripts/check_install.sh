@@ -22,7 +22,7 @@ done
 (cd / && "$bin" --version) | grep -q '^flashcore ' || fail "installed flashcore --version"
 (cd / && "$bin" --help) | grep -q 'bench' || fail "installed flashcore --help"
 err=$(cd / && "$bin" bench --synthetic no-such-shape 2>&1 >/dev/null) && fail "unknown --synthetic name accepted"
-grep -q 'built in: llama-3.1-8b, llama-3.2-1b, llama-3.2-3b' <<<"$err" || fail "unknown --synthetic name: '$err'"
+grep -q 'built in: llama-3.1-70b, llama-3.1-8b, llama-3.2-1b, llama-3.2-3b' <<<"$err" || fail "unknown --synthetic name: '$err'"
 echo "install: ok ($("$bin" --version | head -1))"
 
 (cd "$tmp" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$tmp/deb" >/dev/null)
