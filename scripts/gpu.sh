@@ -88,8 +88,11 @@ scripts/gpu.sh pending
     fc_gpu_tests (whole suite) with FC_GPU_PENDING=1; fc_bench_sampling;
     bench 8B batch 1 at context 0 and 8192, greedy and T 0.6 / top-p 0.9, with and without the switch;
     bench 8B --quantize fp8 (prefill 2048; batch 1 at context 0, 1024, 32768; batch 8 and 32 at 4096);
-    validate --quantize fp8 --device cuda on every fixture.
+    validate --quantize fp8 --device cuda on every fixture;
+    the FP8 fixtures made (scripts/make_fixtures.sh: needs torch >= 2.1 and transformers, as on the GPU
+    machine) into OUT/fp8_fixtures, then validated there with --device cpu and --device cuda.
   Logs: OUT/pending_*.log, JSON OUT/pending_bench_*.json. Summary rows name the sampler of each decode row.
+  Bring OUT/fp8_fixtures back to commit them under tests/data/models.
 EOF
     ;;
     all) cat <<'EOF'
@@ -514,6 +517,21 @@ cmd_pending() {
       --quantize fp8
     rows=$(validate_rows "$log")
     note "pending validate fp8 $name" "$rc" "$secs" "${rows:-no result rows (see the log)}"
+  done
+  local fixtures=$out/fp8_fixtures device
+  run "$T_REF" "$out/pending_fp8_fixtures.log" bash scripts/make_fixtures.sh "$fixtures" tiny-llama3-fp8-static \
+    tiny-llama32-fp8-dynamic
+  note "pending make FP8 fixtures" "$rc" "$secs" "$fixtures"
+  for m in "$fixtures"/*/; do
+    m=${m%/}; name=$(basename "$m")
+    [[ -f $m/reference.safetensors ]] || continue
+    for device in cpu cuda; do
+      log=$out/pending_validate_${name}_$device.log
+      run "$T_VALIDATE" "$log" "$flashcore" validate --model "$m" --reference "$m/reference.safetensors" \
+        --device "$device"
+      rows=$(validate_rows "$log")
+      note "pending validate $name $device" "$rc" "$secs" "${rows:-no result rows (see the log)}"
+    done
   done
   unset FC_GPU_PENDING
 }
